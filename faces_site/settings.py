@@ -1,0 +1,325 @@
+"""
+Faces settings: one module, configured by the environment.
+
+With no variables set this is the embedded default: SQLite, django-q2's ORM
+broker, files on local disk under ``FACES_DATA_DIR`` and the local face engine.
+Setting ``DATABASE_URL``, ``REDIS_URL``, ``AWS_STORAGE_BUCKET_NAME`` and
+``FACES_ENGINE=rekognition`` moves each part to its scale-out counterpart.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+FACES_DATA_DIR = Path(env("FACES_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+FACES_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """Use SECRET_KEY, or generate one once and keep it under FACES_DATA_DIR."""
+    if env("SECRET_KEY"):
+        return env("SECRET_KEY")
+    key_file = FACES_DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key = secrets.token_urlsafe(50)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "django_q",
+    "accounts",
+    "indexing",
+    "search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "faces_site.middleware.SecurityHeadersMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "faces_site.urls"
+WSGI_APPLICATION = "faces_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.consent",
+            ],
+        },
+    },
+]
+
+# Database: SQLite under FACES_DATA_DIR unless DATABASE_URL says otherwise.
+# WAL + IMMEDIATE transactions let the web process and the worker write side by
+# side without "database is locked" errors.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{FACES_DATA_DIR / 'faces.sqlite3'}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so worker processes started by tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(FACES_DATA_DIR / "test-faces.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+    }
+else:
+    # A file cache is shared by the web and worker processes of one machine, so
+    # rate limits and queue statistics agree between them.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(FACES_DATA_DIR / "cache"),
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Static files: whitenoise serves them, hashed and compressed after collectstatic.
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env("STATIC_ROOT", str(FACES_DATA_DIR / "staticfiles")))
+
+# Media: never served from a public URL. Local files live under FACES_DATA_DIR
+# and go out through an owner-checked view; S3 objects are private and linked
+# with short-lived presigned URLs.
+MEDIA_ROOT = FACES_DATA_DIR / "media"
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME")
+AWS_REGION = env("AWS_REGION", "us-east-1")
+AWS_ENDPOINT_URL = env("AWS_ENDPOINT_URL") or None
+if AWS_STORAGE_BUCKET_NAME:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "region_name": AWS_REGION,
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL") or AWS_ENDPOINT_URL,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300),
+            "file_overwrite": True,
+            "object_parameters": {"CacheControl": "private, max-age=300"},
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": None},
+    }
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 30 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("FACES_MAX_FILES_PER_IMPORT", 500)
+
+# Email: console by default, SMTP when EMAIL_HOST is set.
+EMAIL_HOST = env("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Faces <faces@localhost>")
+
+# django-allauth: email + password accounts; Instagram as a social provider.
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+ACCOUNT_LOGOUT_REDIRECT_URL = "home"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "optional")
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = None
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+}
+SOCIALACCOUNT_STORE_TOKENS = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_PROVIDERS = {
+    "instagram_login": {
+        "APPS": [
+            {
+                "client_id": env("INSTAGRAM_CLIENT_ID"),
+                "secret": env("INSTAGRAM_CLIENT_SECRET"),
+            }
+        ]
+        if env("INSTAGRAM_CLIENT_ID")
+        else [],
+        "SCOPE": ["instagram_business_basic"],
+    }
+}
+INSTAGRAM_AUTH_URL = env("INSTAGRAM_AUTH_URL", "https://www.instagram.com")
+INSTAGRAM_API_URL = env("INSTAGRAM_API_URL", "https://api.instagram.com")
+INSTAGRAM_GRAPH_URL = env("INSTAGRAM_GRAPH_URL", "https://graph.instagram.com")
+
+# Security. HSTS is opt-in because it outlives a bad deploy.
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG and env_bool("HTTPS", False))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Allows the camera page (getUserMedia, blob: and data: previews) and nothing
+# from other origins.
+FACES_CSP = (
+    "default-src 'self'; img-src 'self' data: blob: https:; media-src 'self' blob: mediastream:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+    "form-action 'self' " + INSTAGRAM_AUTH_URL + "; base-uri 'self'; object-src 'none'"
+)
+FACES_PERMISSIONS_POLICY = "camera=(self), microphone=(), geolocation=()"
+
+# django-q2: ORM broker on the same database, or Redis when REDIS_URL is set.
+# A task whose worker died is delivered again after Q_RETRY seconds; jobs are
+# idempotent, so a second delivery is harmless.
+Q_CLUSTER = {
+    "name": "faces",
+    "workers": env_int("FACES_WORKERS", 1),
+    "recycle": 200,
+    "timeout": env_int("FACES_Q_TIMEOUT", 300),
+    "retry": env_int("FACES_Q_RETRY", 360),
+    "max_attempts": env_int("FACES_Q_MAX_ATTEMPTS", 5),
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 500,
+    "poll": 0.2,
+    "bulk": 1,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Faces.
+FACES_ENGINE = env("FACES_ENGINE", "local")
+FACES_DEFAULT_THRESHOLD = float(env("FACES_DEFAULT_THRESHOLD", "80"))
+FACES_MAX_UPLOAD_BYTES = env_int("FACES_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
+FACES_MAX_IMAGE_PIXELS = env_int("FACES_MAX_IMAGE_PIXELS", 80_000_000)
+FACES_CONSENT_VERSION = "2026-11-01"
+FACES_REKOGNITION_PREFIX = env("FACES_REKOGNITION_PREFIX", "faces")
+FACES_REKOGNITION_TPS = float(env("FACES_REKOGNITION_TPS", "5"))
+FACES_RETENTION_DAYS = env_int("FACES_RETENTION_DAYS", 0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "faces_site.logging.RedactTokensFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "urllib3": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+    },
+}

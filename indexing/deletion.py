@@ -1,0 +1,62 @@
+"""Delete a user's face data (on request) or everything (with the account)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from .engines import get_engine
+from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
+
+logger = logging.getLogger(__name__)
+
+
+def _delete_files(names) -> int:
+    deleted = 0
+    for name in names:
+        if not name:
+            continue
+        try:
+            default_storage.delete(name)
+            deleted += 1
+        except Exception:  # a missing file is already deleted
+            logger.warning("Could not delete stored file %s", name)
+    return deleted
+
+
+def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
+    """Delete faces, embeddings, people, thumbnails and engine collections.
+
+    With ``photos=True`` also delete stored originals, posts, sources and runs.
+    Returns what was deleted, by kind, so the page can say so.
+    """
+    report: Counter[str] = Counter()
+    for collection in FaceCollection.objects.filter(owner=user):
+        get_engine(collection.engine).delete_collection(user)
+        report["collections"] += 1
+    thumbnails = list(Face.objects.filter(owner=user).values_list("thumbnail", flat=True))
+    report["thumbnails"] = _delete_files(thumbnails)
+    with transaction.atomic():
+        report["faces"] = Face.objects.filter(owner=user).delete()[0]
+        report["people"] = Person.objects.filter(owner=user).delete()[0]
+        UnindexedFace.objects.filter(owner=user).delete()
+        FaceCollection.objects.filter(owner=user).delete()
+        if not photos:
+            # Photos stay, but nothing of them counts as indexed any more.
+            Photo.objects.filter(owner=user).update(status=Photo.Status.PENDING, indexed_at=None)
+            Post.objects.filter(owner=user, status=Post.Status.INDEXED).update(
+                status=Post.Status.PENDING, indexed_at=None
+            )
+    if photos:
+        originals = list(Photo.objects.filter(owner=user).values_list("original", flat=True))
+        report["photo_files"] = _delete_files(originals)
+        with transaction.atomic():
+            report["photos"] = Photo.objects.filter(owner=user).delete()[0]
+            report["posts"] = Post.objects.filter(owner=user).delete()[0]
+            IndexRun.objects.filter(owner=user).delete()
+            report["sources"] = Source.objects.filter(owner=user).delete()[0]
+    logger.info("Deleted face data of user %s: %s", user.pk, dict(report))
+    return dict(report)
