@@ -309,6 +309,8 @@ FACES_CONSENT_VERSION = "2026-11-01"
 FACES_REKOGNITION_PREFIX = env("FACES_REKOGNITION_PREFIX", "faces")
 FACES_REKOGNITION_TPS = float(env("FACES_REKOGNITION_TPS", "5"))
 FACES_RETENTION_DAYS = env_int("FACES_RETENTION_DAYS", 0)
+# On a Redis broker a starting worker requeues pending posts enqueued this long ago.
+FACES_RESUME_STALE_SECONDS = float(env("FACES_RESUME_STALE_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,

@@ -27,6 +27,18 @@ def _delete_files(names) -> int:
     return deleted
 
 
+def _delete_prefix(prefix: str) -> int:
+    """Delete every stored file under ``prefix`` (also orphans of crashed jobs)."""
+    try:
+        directories, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    deleted = _delete_files(f"{prefix}/{name}" for name in files)
+    for directory in directories:
+        deleted += _delete_prefix(f"{prefix}/{directory}")
+    return deleted
+
+
 def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
     """Delete faces, embeddings, people, thumbnails and engine collections.
 
@@ -38,7 +50,7 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
         get_engine(collection.engine).delete_collection(user)
         report["collections"] += 1
     thumbnails = list(Face.objects.filter(owner=user).values_list("thumbnail", flat=True))
-    report["thumbnails"] = _delete_files(thumbnails)
+    report["thumbnails"] = _delete_files(thumbnails) + _delete_prefix(f"faces/{user.pk}")
     with transaction.atomic():
         report["faces"] = Face.objects.filter(owner=user).delete()[0]
         report["people"] = Person.objects.filter(owner=user).delete()[0]
@@ -52,7 +64,9 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
             )
     if photos:
         originals = list(Photo.objects.filter(owner=user).values_list("original", flat=True))
-        report["photo_files"] = _delete_files(originals)
+        report["photo_files"] = (
+            _delete_files(originals) + _delete_prefix(f"photos/{user.pk}") + _delete_prefix(f"imports/{user.pk}")
+        )
         with transaction.atomic():
             report["photos"] = Photo.objects.filter(owner=user).delete()[0]
             report["posts"] = Post.objects.filter(owner=user).delete()[0]

@@ -32,6 +32,7 @@ class Source(models.Model):
         blank=True,
         related_name="faces_sources",
     )
+    archive = models.FileField(max_length=300, blank=True, help_text="The uploaded export ZIP.")
     # Incremental sync: the newest post timestamp seen by the last complete crawl.
     newest_post_at = models.DateTimeField(null=True, blank=True)
     needs_reconnect = models.BooleanField(
@@ -75,6 +76,7 @@ class IndexRun(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    crawled_at = models.DateTimeField(null=True, blank=True, help_text="Every post was found.")
     finished_at = models.DateTimeField(null=True, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True, help_text="Rate-limit wait ends.")
     last_error = models.TextField(blank=True)

@@ -4,5 +4,15 @@ from . import views
 
 urlpatterns = [
     path("settings/", views.privacy, name="privacy"),
-    path("import/", views.privacy, name="import"),  # replaced by the import page
+    path("import/", views.import_page, name="import"),
+    path("import/photos/", views.upload_photos, name="upload_photos"),
+    path("import/export/", views.upload_export, name="upload_export"),
+    path("runs/<int:run_id>/", views.run_detail, name="run"),
+    path("runs/<int:run_id>/progress.json", views.run_progress_json, name="run_progress"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/retry/", views.run_retry, name="run_retry"),
+]
+urlpatterns += [
+    path("instagram/connect/", views.instagram_connect, name="instagram_connect"),
+    path("instagram/<int:source_id>/sync/", views.instagram_sync, name="instagram_sync"),
 ]

@@ -7,7 +7,7 @@ thresholds and people grouping never care which engine runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class EngineError(Exception):
@@ -64,6 +64,9 @@ class IndexResult:
     width: int
     height: int
     unindexed: list[UnindexedFaceInfo] = field(default_factory=list)
+    # The upright decoded image the engine worked on, when it has one, so the
+    # pipeline can cut thumbnails without decoding the photo a second time.
+    image: Any = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,46 @@
+"""Enumerate a Source as RemotePost items: Instagram, export ZIP or uploads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+from django.core.files.storage import default_storage
+
+from .models import Photo, Source
+from .sources import MediaExpired, RemotePost, SourceError, TokenExpired
+
+
+def iter_source_posts(source: Source, since: dt.datetime | None = None) -> Iterator[RemotePost]:
+    """Yield the posts of ``source``; uploads were stored as posts when uploaded."""
+    if source.kind == Source.Kind.INSTAGRAM:
+        yield from instagram_client(source).iter_media(since=since)
+    elif source.kind == Source.Kind.EXPORT:
+        if not source.archive:
+            raise SourceError("The export ZIP is missing.")
+        from .instagram.export import iter_export_posts
+
+        with default_storage.open(source.archive.name, "rb") as archive:
+            yield from iter_export_posts(archive)
+
+
+def instagram_client(source: Source):
+    """A Graph API client with the source's long-lived token."""
+    from .instagram.client import InstagramClient
+
+    account = source.social_account
+    token = account.socialtoken_set.order_by("-id").first() if account else None
+    if token is None or not source.active:
+        raise TokenExpired("Instagram is not linked any more.")
+    return InstagramClient(token.token)
+
+
+def download_instagram_photo(source: Source, photo: Photo) -> bytes:
+    """Download a photo; an expired signed URL is replaced by a fresh one once."""
+    client = instagram_client(source)
+    try:
+        return client.download(photo.media_url)
+    except MediaExpired:
+        fresh = client.media_url(photo.external_id)
+        Photo.objects.filter(pk=photo.pk).update(media_url=fresh)
+        return client.download(fresh)

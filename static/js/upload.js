@@ -1,0 +1,25 @@
+// Drag-and-drop onto the upload zone fills the form's file input.
+(function () {
+  "use strict";
+  const zone = document.getElementById("dropzone");
+  const input = document.getElementById("id_photos");
+  const count = document.getElementById("file-count");
+  if (!zone || !input) return;
+  const show = () => {
+    const n = input.files.length;
+    count.textContent = n ? ` — ${n} photo${n === 1 ? "" : "s"} selected` : "";
+  };
+  input.addEventListener("change", show);
+  ["dragenter", "dragover"].forEach((type) => zone.addEventListener(type, (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((type) => zone.addEventListener(type, () => zone.classList.remove("over")));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    if (event.dataTransfer && event.dataTransfer.files.length) {
+      input.files = event.dataTransfer.files;
+      show();
+    }
+  });
+})();
