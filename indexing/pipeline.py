@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 
@@ -127,7 +129,7 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     # Uploaded photos are posts already, and earlier failures get another try:
     # take every unfinished post of the source that is not in this run yet.
     unfinished = source.posts.filter(status__in=[Post.Status.PENDING, Post.Status.FAILED]).exclude(run=run)
-    for post in unfinished.order_by("pk").iterator():
+    for post in list(unfinished.order_by("pk")):
         _assign_and_enqueue(run, post, enqueue_job=not sync)
     Source.objects.filter(pk=source.pk).update(newest_post_at=newest, needs_reconnect=False)
     IndexRun.objects.filter(pk=run.pk).update(crawled_at=timezone.now())
@@ -535,5 +537,8 @@ def resume_interrupted_runs(stale_after: dt.timedelta | None = None) -> int:
 
 def resume_on_worker_start(stale_seconds: float) -> None:
     """Called once per cluster start (see signals): resume what a dead worker left."""
-    if cache.add("faces:resume-on-start", uuid.uuid4().hex, timeout=30):
+    # Every worker process of a cluster gets the signal; the first one of this
+    # cluster (same host, same parent sentinel) does the work.
+    key = f"faces:resume-on-start:{socket.gethostname()}:{os.getppid()}"
+    if cache.add(key, uuid.uuid4().hex, timeout=300):
         resume_interrupted_runs(dt.timedelta(seconds=stale_seconds))
