@@ -73,6 +73,11 @@ def test_people_photos_hold_one_searchable_face(row):
     face = result.faces[0]
     assert face.searchable and face.embedding.dtype == np.float32 and face.embedding.shape == (128,)
     assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
+    (right_eye_x, _), (left_eye_x, _), (_, nose_y), (mouth_right_x, mouth_y), (mouth_left_x, _) = (
+        face.landmarks
+    )
+    assert right_eye_x < left_eye_x and mouth_right_x < mouth_left_x  # the person's right first
+    assert face.box.y < nose_y < mouth_y < face.box.y + face.box.h
 
 
 @pytest.mark.parametrize(

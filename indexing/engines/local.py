@@ -92,6 +92,8 @@ MODELS = {
         "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
     ),
 }
+# YuNet's five points, the person's right first (so the image's left first).
+LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
 DIM = 128
 EMBEDDING_BYTES = DIM * 4
 
@@ -280,7 +282,7 @@ def models() -> Models:
 class AnalyzedFace:
     box: Box  # relative to the upright image, clipped to [0, 1]
     confidence: float  # 0-100
-    landmarks: list[list[float]]  # relative: right eye, left eye, nose, right/left mouth corner
+    landmarks: list[list[float]]  # relative (x, y), in LANDMARKS order
     quality: float  # 0-100: size and sharpness of the aligned face
     searchable: bool
     embedding: np.ndarray | None = None  # normalized float32 (128,)
