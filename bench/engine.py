@@ -10,7 +10,6 @@ own search function. The database figure uses a throwaway SQLite file unless
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import os
 import sys
@@ -33,7 +32,6 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from indexing.engines import local  # noqa: E402
-from indexing.engines.base import Box  # noqa: E402
 from indexing.images import decode_image, encode_jpeg  # noqa: E402
 from indexing.thumbnails import face_thumbnail  # noqa: E402
 
@@ -203,13 +201,10 @@ def main() -> None:
     print(f"{'workers':<24}{'photos/s':>10}{'faces':>8}")
     for processes, threads in ((1, 1), (2, 1), (1, 2)):
         rate, faces = throughput(batch, processes, threads)
-        label = f"{processes} process{'es' if processes > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
+        label = f"{processes} process{'es' * (processes > 1)} x {threads} thread{'s' * (threads > 1)}"
         print(f"{label:<24}{rate:>10.1f}{faces:>8}")
 
-    import cv2
-
-    local.models()
-    cv2.setNumThreads(1)
+    local.models()  # this process: one OpenCV and one BLAS thread, as the engine sets
     split = stages(batch[: len(batch) // rounds])
     print("\nMilliseconds per photo, one process, one thread")
     print("  ".join(f"{name} {ms:.1f}" for name, ms in split.items()) + f"  total {sum(split.values()):.1f}")

@@ -196,7 +196,8 @@ def test_similarity_scale_is_monotonic_and_invertible():
     assert local.similarity_from_cosine(0.363) == pytest.approx(80.0)
     assert isinstance(local.similarity_from_cosine(0.5), float)
     for similarity in (1, 50, 80, 95, 99.5):
-        assert local.similarity_from_cosine(local.cosine_from_similarity(similarity)) == pytest.approx(similarity)
+        cosine = local.cosine_from_similarity(similarity)
+        assert local.similarity_from_cosine(cosine) == pytest.approx(similarity)
     assert local.cosine_from_similarity(0) == -1.0 and local.cosine_from_similarity(100) == 1.0
 
 
