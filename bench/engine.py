@@ -1,0 +1,230 @@
+"""Local face engine figures: indexing throughput, time per stage, search latency, selfie search.
+
+Run from the repository root: ``.venv/bin/python bench/engine.py [--quick]``.
+Photos are the shared face fixtures scaled to 1080 px on the long side (JPEG,
+in memory). Search uses synthetic normalized embeddings through the engine's
+own search function. The database figure uses a throwaway SQLite file unless
+``BENCH_DATABASE_URL`` names another database (it is migrated and written to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TMP = tempfile.mkdtemp(prefix="faces-bench-")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faces_site.settings")
+os.environ["FACES_DATA_DIR"] = TMP
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{TMP}/bench.sqlite3")
+
+import django  # noqa: E402
+
+django.setup()
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from indexing.engines import local  # noqa: E402
+from indexing.images import decode_image, encode_jpeg  # noqa: E402
+from indexing.thumbnails import face_thumbnail  # noqa: E402
+
+FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
+LONG_SIDE = 1080
+
+
+def photos() -> list[bytes]:
+    """Every people/, groups/ and noface/ fixture at 1080 px long side, as JPEG."""
+    out = []
+    for folder in ("people", "groups", "noface"):
+        for path in sorted((FIXTURES / folder).rglob("*.jpg")):
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                scale = LONG_SIDE / max(image.size)
+                size = (round(image.width * scale), round(image.height * scale))
+                out.append(encode_jpeg(image.resize(size, Image.Resampling.BICUBIC), quality=90))
+    return out
+
+
+def store(image: Image.Image, faces) -> int:
+    """What the pipeline writes per face: a thumbnail JPEG and the serialized row (approximate)."""
+    written = 0
+    for face in faces:
+        written += len(face_thumbnail(image, face.box))
+        written += len(repr((face.box.as_list(), face.confidence, face.landmarks, face.embedding)))
+    return written
+
+
+# ----------------------------------------------------------------- indexing
+
+
+_engine: local.LocalEngine | None = None
+
+
+def _init_worker(threads: int) -> None:
+    import cv2
+
+    global _engine
+    _engine = local.LocalEngine()
+    local.models()
+    cv2.setNumThreads(threads)
+
+
+def _index_one(data: bytes) -> int:
+    """The real path: index_image, then the pipeline decodes again for face thumbnails."""
+    result = _engine.index_image(None, data, "bench")
+    image = decode_image(data, max_side=local.ALIGN_SIDE).image
+    store(image, result.faces)
+    return len(result.faces)
+
+
+def throughput(batch: list[bytes], processes: int, threads: int = 1) -> tuple[float, int]:
+    context = multiprocessing.get_context("fork")
+    with context.Pool(processes, initializer=_init_worker, initargs=(threads,)) as pool:
+        pool.map(_index_one, batch[: processes * 2], chunksize=1)  # warm up every worker
+        start = time.perf_counter()
+        faces = sum(pool.map(_index_one, batch, chunksize=2))
+        elapsed = time.perf_counter() - start
+    return len(batch) / elapsed, faces
+
+
+def stages(batch: list[bytes]) -> dict[str, float]:
+    """Milliseconds per photo in each stage, in this process (the same steps as ``analyze``)."""
+    engine = local.models()
+    totals = dict.fromkeys(("decode", "detect", "embed", "store"), 0.0)
+    for data in batch:
+        t0 = time.perf_counter()
+        decoded = decode_image(data, max_side=local.ALIGN_SIDE)
+        pixels = np.asarray(decoded.image)
+        t1 = time.perf_counter()
+        rows = local._find_faces(engine, pixels)
+        t2 = time.perf_counter()
+        faces = []
+        for row in rows:
+            vector = engine.embed(local._aligned(engine, pixels, row))
+            faces.append(local.AnalyzedFace(
+                box=local._relative_box(row, pixels.shape), confidence=float(row[14]) * 100,
+                landmarks=[], quality=0, searchable=True, embedding=vector.tobytes(),
+            ))
+        t3 = time.perf_counter()
+        store(decoded.image, faces)
+        t4 = time.perf_counter()
+        for name, spent in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            totals[name] += spent
+    return {name: 1000 * spent / len(batch) for name, spent in totals.items()}
+
+
+# ------------------------------------------------------------------- search
+
+
+def synthetic(n: int, seed: int = 0) -> local.OwnerMatrix:
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((n, local.DIM), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return local.OwnerMatrix(version=1, face_ids=[f"{i:032x}" for i in range(n)], matrix=matrix)
+
+
+def latency(entry: local.OwnerMatrix, runs: int) -> tuple[float, float]:
+    rng = np.random.default_rng(1)
+    timings = []
+    for _ in range(runs):
+        query = entry.matrix[rng.integers(len(entry.matrix))] + rng.normal(0, 0.05, local.DIM)
+        query = (query / np.linalg.norm(query)).astype(np.float32)
+        start = time.perf_counter()
+        local.search_matrix(entry, query, limit=50, threshold=80)
+        timings.append(time.perf_counter() - start)
+    return float(np.percentile(timings, 50) * 1000), float(np.percentile(timings, 95) * 1000)
+
+
+def memory_mb(entry: local.OwnerMatrix) -> float:
+    ids = sys.getsizeof(entry.face_ids) + sum(sys.getsizeof(i) for i in entry.face_ids)
+    return (entry.matrix.nbytes + ids) / 1024 / 1024
+
+
+def db_load(n: int) -> float:
+    """Seconds to read one owner's n faces from the database into a matrix."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from indexing.models import Face, Photo, Post, Source
+
+    call_command("migrate", verbosity=0)
+    owner = get_user_model().objects.create_user(username=f"bench{time.time_ns()}", password=None)
+    source = Source.objects.create(owner=owner, kind=Source.Kind.UPLOAD, name="bench")
+    post = Post.objects.create(owner=owner, source=source, external_id="bench")
+    photo = Photo.objects.create(owner=owner, post=post, external_id="bench")
+    entry = synthetic(n)
+    Face.objects.bulk_create(
+        (
+            Face(owner=owner, photo=photo, engine="local", engine_face_id=face_id, box_x=0, box_y=0,
+                 box_w=0.1, box_h=0.1, confidence=99, embedding=entry.matrix[i].tobytes())
+            for i, face_id in enumerate(entry.face_ids)
+        ),
+        batch_size=2000,
+    )
+    start = time.perf_counter()
+    loaded = local.load_owner_matrix(owner.pk)
+    elapsed = time.perf_counter() - start
+    assert np.array_equal(loaded.matrix, entry.matrix)
+    return elapsed
+
+
+def selfie(entry: local.OwnerMatrix, runs: int) -> tuple[float, float]:
+    """Decode + detect + embed + search for a 1280x720 JPEG against one owner's matrix."""
+    with Image.open(FIXTURES / "people/barack_obama/4.jpg") as image:
+        data = encode_jpeg(image.convert("RGB").resize((1280, 720)), quality=90)
+    timings = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        analysis = local.analyze(data, embed=False)
+        local.search_matrix(entry, analysis.embedding(0), limit=50, threshold=80)
+        timings.append(time.perf_counter() - start)
+    timings = timings[1:]
+    return float(np.percentile(timings, 50) * 1000), float(np.percentile(timings, 95) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer photos and runs")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else 3
+
+    print(f"CPUs: {os.cpu_count()}   load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    batch = photos() * rounds
+    print(f"\nIndexing {len(batch)} photos at {LONG_SIDE} px ({len(batch) // rounds} fixtures)")
+    print(f"{'workers':<24}{'photos/s':>10}{'faces':>8}")
+    for processes, threads in ((1, 1), (2, 1), (1, 2)):
+        rate, faces = throughput(batch, processes, threads)
+        label = f"{processes} process{'es' * (processes > 1)} x {threads} thread{'s' * (threads > 1)}"
+        print(f"{label:<24}{rate:>10.1f}{faces:>8}")
+
+    local.models()  # this process: one OpenCV and one BLAS thread, as the engine sets
+    split = stages(batch[: len(batch) // rounds])
+    print("\nMilliseconds per photo, one process, one thread")
+    print("  ".join(f"{name} {ms:.1f}" for name, ms in split.items()) + f"  total {sum(split.values()):.1f}")
+
+    print("\nSearch (top 50 at similarity >= 80) in one tenant, synthetic embeddings")
+    print(f"{'faces':>10}{'p50 ms':>10}{'p95 ms':>10}{'memory MB':>12}")
+    entries = {}
+    for n in (1_000, 10_000, 100_000, 1_000_000):
+        entry = synthetic(n)
+        runs = 50 if n >= 1_000_000 else 300
+        p50, p95 = latency(entry, runs if not args.quick else max(20, runs // 5))
+        print(f"{n:>10,}{p50:>10.2f}{p95:>10.2f}{memory_mb(entry):>12.1f}")
+        if n == 100_000:
+            entries[n] = entry
+        del entry
+
+    print(f"\nDB load of one owner's matrix, 10,000 faces: {db_load(10_000) * 1000:.0f} ms")
+    p50, p95 = selfie(entries[100_000], 5 if args.quick else 15)
+    print(f"Selfie search end to end at 100,000 faces: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
