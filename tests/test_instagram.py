@@ -349,7 +349,8 @@ def test_refresh_task_renews_tokens_that_expire_soon(user, fake_instagram):
     source = instagram_source(user, account)
     old = token.token
 
-    assert refresh_expiring_tokens() == {"refreshed": 1, "revoked": 0, "failed": 0, "skipped": 0}
+    counts = refresh_expiring_tokens()
+    assert counts == {"refreshed": 1, "revoked": 0, "expired": 0, "failed": 0, "skipped": 0}
     token.refresh_from_db()
     account.refresh_from_db()
     assert token.token != old and fake_instagram.tokens[token.token].kind == "long"
@@ -366,7 +367,7 @@ def test_refresh_task_leaves_fresh_and_young_tokens_alone(user, other_user, fake
     connect_instagram(user, fake_instagram)  # 60 days left
     connect_instagram(other_user, fake_instagram, expires_in=5 * 86400, age=3600, uid="27182818284590453")
     counts = refresh_expiring_tokens()
-    assert counts == {"refreshed": 0, "revoked": 0, "failed": 0, "skipped": 1}
+    assert counts == {"refreshed": 0, "revoked": 0, "expired": 0, "failed": 0, "skipped": 1}
     assert not fake_instagram.requests_to("/refresh_access_token")
 
 
@@ -390,6 +391,14 @@ def test_revoked_token_marks_the_sources_for_reconnecting(user, other_user, fake
     clear_needs_reconnect(sociallogin=login)
     mine.refresh_from_db()
     assert not mine.needs_reconnect
+
+
+def test_an_expired_token_flags_its_sources_without_calling_instagram(user, fake_instagram):
+    account, token = connect_instagram(user, fake_instagram, expires_in=-3600, age=61 * 86400)
+    source = instagram_source(user, account)
+    assert refresh_expiring_tokens()["expired"] == 1
+    source.refresh_from_db()
+    assert source.needs_reconnect and not fake_instagram.requests
 
 
 def test_refresh_task_survives_rate_limits(user, fake_instagram):

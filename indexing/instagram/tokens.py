@@ -66,17 +66,22 @@ def refresh_token(token: SocialToken, now: dt.datetime | None = None) -> None:
 def refresh_expiring_tokens(now: dt.datetime | None = None) -> dict[str, int]:
     """The scheduled task: refresh every Instagram token that expires within 20 days.
 
-    Tokens younger than a day are left alone (Instagram would refuse them).
-    Returns counts for the task result: refreshed, revoked, failed, skipped.
+    Tokens younger than a day are left alone (Instagram would refuse them);
+    tokens already past their expiry cannot be refreshed: their sources are
+    flagged without asking Instagram. Returns counts for the task result.
     """
     now = now or timezone.now()
-    counts = {"refreshed": 0, "revoked": 0, "failed": 0, "skipped": 0}
+    counts = {"refreshed": 0, "revoked": 0, "expired": 0, "failed": 0, "skipped": 0}
     tokens = (
         SocialToken.objects.select_related("account")
         .filter(account__provider=PROVIDER, expires_at__isnull=False, expires_at__lte=now + REFRESH_WITHIN)
         .order_by("expires_at")
     )
     for token in tokens:
+        if token.expires_at <= now:
+            mark_needs_reconnect(token.account_id)
+            counts["expired"] += 1
+            continue
         born = issued_at(token)
         if born is not None and now - born < MIN_AGE:
             counts["skipped"] += 1
