@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
+    "accounts.instagram",
     "django_q",
     "accounts",
     "indexing",
