@@ -14,6 +14,7 @@ from .consent import CONSENT_POINTS
 from .decorators import safe_next
 from .forms import ConsentForm, DeleteAccountForm
 from .models import FaceConsent, has_face_consent
+from .signals import consent_given
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -32,6 +33,7 @@ def consent(request: HttpRequest) -> HttpResponse:
             ip_address=_client_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:300],
         )
+        consent_given.send(sender=FaceConsent, user=request.user)
         messages.success(request, "Thank you. You can now import photos and search them by face.")
         return redirect(safe_next(request, "/"))
     return render(

@@ -74,3 +74,39 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
             report["sources"] = Source.objects.filter(owner=user).delete()[0]
     logger.info("Deleted face data of user %s: %s", user.pk, dict(report))
     return dict(report)
+
+
+def delete_posts(owner, posts) -> dict[str, int]:
+    """Delete posts with their photos, faces (also from the engine) and stored files."""
+    from .media import rendition_name
+
+    report: Counter[str] = Counter()
+    photos = list(Photo.objects.filter(owner=owner, post__in=posts))
+    faces = Face.objects.filter(owner=owner, photo__in=photos)
+    for engine_name in set(faces.values_list("engine", flat=True)):
+        ids = list(faces.filter(engine=engine_name).values_list("engine_face_id", flat=True))
+        get_engine(engine_name).delete_faces(owner, ids)
+        FaceCollection.bump(owner.pk, engine_name)
+    report["thumbnails"] = _delete_files(list(faces.values_list("thumbnail", flat=True)))
+    report["faces"] = faces.count()
+    keep = set(
+        Photo.objects.filter(owner=owner).exclude(pk__in=[p.pk for p in photos]).values_list("original", flat=True)
+    )
+    report["photo_files"] = _delete_files(
+        [p.original.name for p in photos if p.original and p.original.name not in keep]
+        + [rendition_name(p) for p in photos if p.original and p.original.name not in keep]
+    )
+    with transaction.atomic():
+        report["photos"] = len(photos)
+        report["posts"] = Post.objects.filter(owner=owner, pk__in=posts.values("pk")).delete()[1].get("indexing.Post", 0)
+    return dict(report)
+
+
+def delete_source_data(source: Source) -> dict[str, int]:
+    """Delete a source with everything that came from it."""
+    report = delete_posts(source.owner, source.posts.all())
+    if source.archive:
+        _delete_files([source.archive.name])
+    source.delete()
+    report["sources"] = 1
+    return report

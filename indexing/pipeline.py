@@ -125,12 +125,22 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     except SourceError as exc:
         _fail_run(run, str(exc))
         return
+    except Exception as exc:
+        _fail_run(run, f"Unexpected error while finding posts ({exc.__class__.__name__}); support has been notified.")
+        raise
 
     # Uploaded photos are posts already, and earlier failures get another try:
     # take every unfinished post of the source that is not in this run yet.
     unfinished = source.posts.filter(status__in=[Post.Status.PENDING, Post.Status.FAILED]).exclude(run=run)
     for post in list(unfinished.order_by("pk")):
         _assign_and_enqueue(run, post, enqueue_job=not sync)
+    if source.kind == Source.Kind.INSTAGRAM:
+        from .crawlers import instagram_media_ids
+
+        try:
+            notice_deleted_posts(source, instagram_media_ids(source))
+        except SourceError as exc:  # not worth failing a finished crawl for
+            logger.info("Could not check run %s for deleted posts: %s", run.pk, exc)
     Source.objects.filter(pk=source.pk).update(newest_post_at=newest, needs_reconnect=False)
     IndexRun.objects.filter(pk=run.pk).update(crawled_at=timezone.now())
     IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
@@ -292,6 +302,11 @@ def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
         if isinstance(exc, (RateLimited, TokenExpired)):
             raise
         return _PhotoOutcome(photo, error=str(exc))
+    except RetryableEngineError:
+        raise
+    except Exception as exc:  # a bug or an engine failure must not leave the post pending forever
+        logger.exception("Indexing photo %s failed", photo.pk)
+        return _PhotoOutcome(photo, error=f"Unexpected error while indexing ({exc.__class__.__name__}).")
     image = result.image if result.image is not None else decode_image(data, THUMBNAIL_SOURCE_SIDE).image
     thumbnails = {}
     for face in result.faces:
@@ -542,3 +557,80 @@ def resume_on_worker_start(stale_seconds: float) -> None:
     key = f"faces:resume-on-start:{socket.gethostname()}:{os.getppid()}"
     if cache.add(key, uuid.uuid4().hex, timeout=300):
         resume_interrupted_runs(dt.timedelta(seconds=stale_seconds))
+
+
+# --------------------------------------------------------------------------
+# Instagram links
+
+
+def link_instagram(account) -> Source:
+    """The source of a linked Instagram account, crawled now when consent allows.
+
+    Called on linking, on sign-up and on every login with Instagram: an active
+    run is left alone, otherwise a crawl fetches what is new since the last one.
+    """
+    username = (account.extra_data or {}).get("username") or account.uid
+    source, created = Source.objects.get_or_create(
+        owner=account.user,
+        kind=Source.Kind.INSTAGRAM,
+        social_account=account,
+        defaults={"name": f"@{username}"},
+    )
+    if not created:
+        Source.objects.filter(pk=source.pk).update(active=True, needs_reconnect=False, name=f"@{username}")
+        source.refresh_from_db()
+    if has_face_consent(account.user) and active_run(source) is None:
+        start_run(source)
+    return source
+
+
+def unlink_instagram(account) -> None:
+    """Stop crawling an unlinked account; its photos stay until the user deletes them."""
+    for source in Source.objects.filter(social_account=account):
+        for run in source.runs.filter(status__in=IndexRun.ACTIVE):
+            cancel_run(run)
+    Source.objects.filter(social_account=account).update(active=False)
+
+
+def start_uncrawled_sources(user) -> list[IndexRun]:
+    """Start the first crawl of sources linked before the user consented."""
+    return [
+        start_run(source)
+        for source in Source.objects.filter(owner=user, active=True, runs__isnull=True)
+        if source.kind == Source.Kind.INSTAGRAM or source.posts.exists() or source.archive
+    ]
+
+
+def sync_instagram_sources() -> int:
+    """The daily schedule: an incremental crawl of every linked, healthy account."""
+    started = 0
+    sources = Source.objects.filter(kind=Source.Kind.INSTAGRAM, active=True, needs_reconnect=False)
+    for source in sources.select_related("owner"):
+        if active_run(source) is None and has_face_consent(source.owner):
+            start_run(source)
+            started += 1
+    return started
+
+
+# Instagram lists at most this many newest media: past it, absence proves nothing.
+INSTAGRAM_LISTING_LIMIT = 10_000
+
+
+def notice_deleted_posts(source: Source, media_ids: set[str]) -> int:
+    """Delete our copy of posts the user deleted on Instagram (photos and faces)."""
+    if not media_ids or len(media_ids) >= INSTAGRAM_LISTING_LIMIT:
+        return 0
+    from .deletion import delete_posts
+
+    gone = source.posts.exclude(external_id__in=media_ids)
+    count = gone.count()
+    if count:
+        delete_posts(source.owner, gone)
+    return count
+
+
+def delete_source(source: Source) -> dict[str, int]:
+    """Delete one source's photos, faces and stored files (e.g. after unlinking)."""
+    from .deletion import delete_source_data
+
+    return delete_source_data(source)

@@ -16,6 +16,7 @@ from accounts.models import FaceConsent, has_face_consent
 from . import pipeline
 from .deletion import delete_face_data
 from .forms import ExportUploadForm, PhotoUploadForm
+from .instagram.export import ExportError, open_export
 from .imports import import_export_zip, import_photos, is_zip
 from .models import Face, IndexRun, Person, Photo, Post, Source
 
@@ -71,6 +72,12 @@ def upload_export(request: HttpRequest) -> HttpResponse:
     if not is_zip(head):
         messages.error(request, "This is not a ZIP file. Choose the ZIP that Instagram sent you.")
         return redirect("import")
+    try:
+        open_export(archive).close()  # refuse a bad or unsafe archive now, not in the worker
+    except ExportError as exc:
+        messages.error(request, str(exc))
+        return redirect("import")
+    archive.seek(0)
     source = import_export_zip(request.user, archive, name=f"Instagram export {archive.name}")
     run = pipeline.start_run(source)
     return redirect("run", run_id=run.pk)
