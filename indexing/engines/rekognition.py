@@ -243,7 +243,7 @@ def _client_for(region: str, endpoint: str | None, max_attempts: int):
 
                 config = Config(
                     region_name=region,
-                    retries={"mode": "adaptive", "max_attempts": max_attempts},
+                    retries={"mode": "adaptive", "total_max_attempts": max_attempts},
                     connect_timeout=5,
                     read_timeout=30,
                     max_pool_connections=32,
