@@ -139,7 +139,10 @@ def decode_image(data: bytes, max_side: int | None = None) -> DecodedImage:
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
             raise ImageError("This file is not an image we can read.") from None
-        raise ImageError("The image is too large (decompression bomb guard).") from None
+        raise ImageError(
+            f"The image is too large (over {limit // 1_000_000} megapixels; it could be a "
+            "decompression bomb)."
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageError(f"The image is damaged or truncated ({_short(exc)}).") from None
 
@@ -153,7 +156,7 @@ def decode_image(data: bytes, max_side: int | None = None) -> DecodedImage:
 
 def _short(exc: Exception) -> str:
     text = str(exc).strip() or exc.__class__.__name__
-    return text[:120]
+    return text if len(text) <= 120 else text[:117].rstrip() + "..."
 
 
 def _orientation(img: Image.Image) -> int:
