@@ -174,5 +174,6 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
-# Loopback AWS fakes, usable by any test: moto_server, moto_s3.
+# Loopback AWS fakes, usable by any test: fake_rekognition, moto_server, moto_s3.
+from tests.fakes.rekognition import fake_rekognition  # noqa: E402,F401
 from tests.fakes.s3 import moto_s3, moto_server  # noqa: E402,F401
