@@ -11,6 +11,7 @@ Runs only with FACES_LIVE_AWS=1 and credentials boto3 can find (environment,
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -39,6 +40,16 @@ def live_engine(settings):
     return RekognitionEngine()
 
 
+def eventually(call, done, timeout: float = 15.0):
+    """Rekognition may need a moment before a just-indexed face is searchable."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = call()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(1)
+
+
 def test_live_index_search_delete(live_engine, user):
     engine = live_engine
     try:
@@ -50,7 +61,8 @@ def test_live_index_search_delete(live_engine, user):
         listed = {face.face_id: face.external_image_id for face in engine.list_faces(user)}
         assert listed == {obama: "live_obama_1", biden: "live_biden_1"}
 
-        search = engine.search_by_image(user, (FIXTURES / "people/barack_obama/4.jpg").read_bytes(), 5, 80)
+        query = (FIXTURES / "people/barack_obama/4.jpg").read_bytes()
+        search = eventually(lambda: engine.search_by_image(user, query, 5, 80), lambda s: s.matches)
         assert search.faces_in_query == 1
         assert [m.face_id for m in search.matches] == [obama]
         assert engine.search_by_face(user, obama, 5, 80) == []  # Biden is not Obama
