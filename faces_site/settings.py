@@ -188,6 +188,9 @@ if AWS_STORAGE_BUCKET_NAME:
             "default_acl": "private",
             "querystring_auth": True,
             "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300),
+            # botocore presigns S3 with deprecated SigV2 unless told otherwise;
+            # buckets created since 2020 accept only SigV4 URLs.
+            "signature_version": "s3v4",
             "file_overwrite": True,
             "object_parameters": {"CacheControl": "private, max-age=300"},
         },

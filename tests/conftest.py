@@ -172,3 +172,8 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+# Loopback AWS fakes, usable by any test: fake_rekognition, moto_server, moto_s3.
+from tests.fakes.rekognition import fake_rekognition  # noqa: E402,F401
+from tests.fakes.s3 import moto_s3, moto_server  # noqa: E402,F401
