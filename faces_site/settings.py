@@ -312,6 +312,13 @@ FACES_MAX_IMAGE_PIXELS = env_int("FACES_MAX_IMAGE_PIXELS", 80_000_000)
 FACES_CONSENT_VERSION = "2026-11-01"
 FACES_REKOGNITION_PREFIX = env("FACES_REKOGNITION_PREFIX", "faces")
 FACES_REKOGNITION_TPS = float(env("FACES_REKOGNITION_TPS", "5"))
+FACES_REKOGNITION_MAX_ATTEMPTS = env_int("FACES_REKOGNITION_MAX_ATTEMPTS", 5)
+# Local engine: threads per process (1 keeps web and worker from fighting over
+# cores) and the per-process cache of tenants' embedding matrices.
+FACES_ENGINE_THREADS = env_int("FACES_ENGINE_THREADS", 1)
+FACES_LOCAL_CACHE_MB = env_int("FACES_LOCAL_CACHE_MB", 1024)
+FACES_MAX_EXPORT_BYTES = env_int("FACES_MAX_EXPORT_BYTES", 4 * 1024**3)
+FACES_MAX_EXPORT_MEMBERS = env_int("FACES_MAX_EXPORT_MEMBERS", 50_000)
 FACES_RETENTION_DAYS = env_int("FACES_RETENTION_DAYS", 0)
 # On a Redis broker a starting worker requeues pending posts enqueued this long ago.
 FACES_RESUME_STALE_SECONDS = float(env("FACES_RESUME_STALE_SECONDS", "60"))

@@ -293,7 +293,12 @@ def index_post(post_id: int) -> None:
 def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
     try:
         data = _photo_bytes(post, photo)
-        result = engine.index_image(post.owner, data, photo.external_id)
+        kwargs = {}
+        if getattr(engine, "supports_s3_input", False):
+            from .engines.rekognition import storage_s3_key
+
+            kwargs["s3_key"] = storage_s3_key(photo.original.name)
+        result = engine.index_image(post.owner, data, photo.external_id, **kwargs)
     except ImageError as exc:
         return _PhotoOutcome(photo, error=str(exc))
     except MediaExpired as exc:
@@ -333,6 +338,7 @@ def _photo_bytes(post: Post, photo: Photo) -> bytes:
 def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
     """Write faces, photo states and counters in one transaction, once per post."""
     duplicate = False
+    replaced: list[str] = []
     with transaction.atomic():
         locked = Post.objects.select_for_update().filter(pk=post.pk, status=Post.Status.PENDING).first()
         if locked is None:
@@ -348,7 +354,9 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
                     Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.FAILED, error=outcome.error)
                     continue
                 result = outcome.result
-                Face.objects.filter(photo=photo).delete()
+                old_faces = Face.objects.filter(photo=photo)
+                replaced += list(old_faces.values_list("engine_face_id", flat=True))
+                old_faces.delete()
                 UnindexedFace.objects.filter(photo=photo).delete()
                 faces = [
                     Face(
@@ -401,6 +409,9 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
                 )
             if faces_found:
                 FaceCollection.bump(post.owner_id, engine.name)
+    if replaced:
+        # Faces of an earlier indexing of the same photo leave the engine too.
+        engine.delete_faces(post.owner, replaced)
     if duplicate:
         # Another delivery of this task won the race: drop what this one made.
         made = [f.face_id for o in outcomes if o.result for f in o.result.faces]
