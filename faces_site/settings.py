@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "faces_site.middleware.UploadLimitsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -319,7 +320,15 @@ FACES_ENGINE_THREADS = env_int("FACES_ENGINE_THREADS", 1)
 FACES_LOCAL_CACHE_MB = env_int("FACES_LOCAL_CACHE_MB", 1024)
 FACES_MAX_EXPORT_BYTES = env_int("FACES_MAX_EXPORT_BYTES", 4 * 1024**3)
 FACES_MAX_EXPORT_MEMBERS = env_int("FACES_MAX_EXPORT_MEMBERS", 50_000)
+# Face data of accounts inactive (no login) for this many days is deleted by a
+# daily job; 0 keeps it until the user deletes it.
 FACES_RETENTION_DAYS = env_int("FACES_RETENTION_DAYS", 0)
+# Per-user limits on the expensive views: "N/period" with period s, m, h or d
+# (optionally a multiple, e.g. "100/5m"). Empty disables a scope.
+FACES_RATE_LIMITS = {
+    "search": env("FACES_RATE_LIMIT_SEARCH", "30/m"),
+    "import": env("FACES_RATE_LIMIT_IMPORT", "10/h"),
+}
 # On a Redis broker a starting worker requeues pending posts enqueued this long ago.
 FACES_RESUME_STALE_SECONDS = float(env("FACES_RESUME_STALE_SECONDS", "60"))
 

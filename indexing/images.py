@@ -84,6 +84,20 @@ def max_pixels() -> int:
     return int(getattr(settings, "FACES_MAX_IMAGE_PIXELS", 80_000_000))
 
 
+def apply_pixel_limit() -> int:
+    """Set Pillow's decompression-bomb guard to ``FACES_MAX_IMAGE_PIXELS``.
+
+    ``decode_image`` checks the size itself, but other readers (EXIF dates,
+    format sniffing, thumbnails, the staff preview) call ``Image.open``
+    directly; with the guard set from our setting, Pillow warns above it and
+    refuses above twice it everywhere in the process, whatever its default.
+    Called once at start-up (``IndexingConfig.ready``) and when tests change
+    the setting.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels()
+    return Image.MAX_IMAGE_PIXELS
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

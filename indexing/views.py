@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import consent_required
 from accounts.models import FaceConsent, has_face_consent
+from faces_site.ratelimit import rate_limit
 
 from . import pipeline
 from .deletion import delete_face_data
@@ -38,13 +39,18 @@ def import_page(request: HttpRequest) -> HttpResponse:
 
 @consent_required
 @require_POST
+@rate_limit("import")
 def upload_photos(request: HttpRequest) -> HttpResponse:
     form = PhotoUploadForm(request.POST, request.FILES)
     if not form.is_valid():
         for error in form.errors.get("photos", []):
             messages.error(request, error)
         return redirect("import")
-    files = form.cleaned_data["photos"]
+    limit = settings.FACES_MAX_UPLOAD_BYTES
+    files = [f for f in form.cleaned_data["photos"] if f.size <= limit]
+    for too_large in (f for f in form.cleaned_data["photos"] if f.size > limit):
+        # Never read an oversized file into memory.
+        messages.warning(request, f"Not imported: {too_large.name}: larger than {limit // (1024 * 1024)} MB")
     name = f"Upload of {len(files)} photo{'s' if len(files) != 1 else ''}, {timezone.now():%d %b %Y %H:%M}"
     summary = import_photos(request.user, ((f.name, f.read()) for f in files), name=name)
     for rejected in summary.rejected:
@@ -61,6 +67,7 @@ def upload_photos(request: HttpRequest) -> HttpResponse:
 
 @consent_required
 @require_POST
+@rate_limit("import")
 def upload_export(request: HttpRequest) -> HttpResponse:
     form = ExportUploadForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -149,6 +156,7 @@ def instagram_connect(request: HttpRequest) -> HttpResponse:
 
 @consent_required
 @require_POST
+@rate_limit("import")
 def instagram_sync(request: HttpRequest, source_id: int) -> HttpResponse:
     """Fetch posts newer than the last crawl ("Sync now")."""
     source = get_object_or_404(Source, pk=source_id, owner=request.user, kind=Source.Kind.INSTAGRAM)

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import consent_required
 from accounts.models import has_face_consent
+from faces_site.ratelimit import rate_limit
 from indexing.engines.base import EngineError, NoFaceError
 from indexing.images import ImageError, decode_image, encode_jpeg
 from indexing.media import ensure_rendition, serve_stored
@@ -55,6 +56,7 @@ def _query_key(user, query_id: str) -> str:
 
 @consent_required
 @require_http_methods(["GET", "POST"])
+@rate_limit("search", methods=("POST",))
 def search(request: HttpRequest) -> HttpResponse:
     """The search page; a POSTed photo (upload or selfie) is kept briefly and searched."""
     wants_json = request.headers.get("Accept", "").startswith("application/json")
@@ -90,6 +92,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 
 @consent_required
+@rate_limit("search", methods=("GET",))
 def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
     data = cache.get(_query_key(request.user, query_id))
     if data is None:
@@ -173,6 +176,7 @@ def gallery_all(request: HttpRequest) -> HttpResponse:
 
 
 @consent_required
+@rate_limit("search", methods=("GET",))
 def face_detail(request: HttpRequest, face_id: int) -> HttpResponse:
     """Photos with faces similar to this one (search by face id)."""
     face = get_object_or_404(Face.objects.select_related("photo__post", "person"), pk=face_id, owner=request.user)
