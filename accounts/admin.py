@@ -1,9 +1,65 @@
-"""Admin for consent records and staff access logs; keeps OAuth tokens out of sight."""
+"""Admin for consent records and staff access logs; keeps OAuth tokens out of sight.
+
+``StaffAuditMixin`` records what staff look at and change in user data
+(``StaffAccessLog``); the indexing admin uses it too.
+"""
+
+from __future__ import annotations
 
 from allauth.socialaccount.models import SocialApp, SocialToken
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
 
 from .models import FaceConsent, StaffAccessLog
+
+
+def audit_repr(obj: Model) -> str:
+    """Ids only: the log must not keep personal data of a deleted user."""
+    owner = getattr(obj, "owner_id", None) or getattr(obj, "user_id", None)
+    text = f"{obj._meta.label} {obj.pk}"
+    return f"{text} of user {owner}" if owner else text
+
+
+class StaffAuditMixin:
+    """Log staff views, changes and deletions of user data in ``StaffAccessLog``.
+
+    Django's own LogEntry records changes too, but keeps ``str(obj)`` (an
+    email, a file name) and goes away with the staff account; this log keeps
+    ids only and survives both.
+    """
+
+    keep_admin_log = True  # also write Django's LogEntry
+
+    def _audit(self, request: HttpRequest, action: str, objects) -> None:
+        name = self.model._meta.model_name
+        StaffAccessLog.objects.bulk_create(
+            StaffAccessLog(staff=request.user, action=f"{action}_{name}", object_repr=audit_repr(obj))
+            for obj in objects
+        )
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None:
+                self._audit(request, "view", [obj])
+        return response
+
+    def log_addition(self, request: HttpRequest, obj: Model, message):
+        self._audit(request, "add", [obj])
+        return super().log_addition(request, obj, message) if self.keep_admin_log else None
+
+    def log_change(self, request: HttpRequest, obj: Model, message):
+        self._audit(request, "change", [obj])
+        return super().log_change(request, obj, message) if self.keep_admin_log else None
+
+    def log_deletions(self, request: HttpRequest, queryset):
+        self._audit(request, "delete", list(queryset))
+        return super().log_deletions(request, queryset) if self.keep_admin_log else None
 
 # Tokens and app secrets never appear in the admin: apps are configured by
 # environment variables, tokens are for the crawler only.
@@ -12,8 +68,24 @@ for model in (SocialToken, SocialApp):
         admin.site.unregister(model)
 
 
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class AuditedUserAdmin(StaffAuditMixin, UserAdmin):
+    """Django's user admin; viewing, changing and deleting users is logged.
+
+    Deleting a user here deletes their photos, faces and engine collection
+    (the indexing app's pre_delete receiver), as the account page does.
+    """
+
+    keep_admin_log = False  # LogEntry would keep the username of a deleted user
+
+
 @admin.register(FaceConsent)
-class FaceConsentAdmin(admin.ModelAdmin):
+class FaceConsentAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = ["user", "version", "accepted", "created_at"]
     list_filter = ["accepted", "version"]
     search_fields = ["user__email"]

@@ -1,7 +1,8 @@
 """Admin for support staff: sources, runs, posts, photos and face metadata.
 
 Staff can see what was imported and why something failed; they never see
-embeddings or tokens. Looking at a user's photo is logged.
+embeddings or tokens. Looking at a user's photo, opening a record and every
+change, deletion and action are logged (``StaffAccessLog``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from accounts.admin import StaffAuditMixin
 from accounts.models import StaffAccessLog
 
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = ["id", "owner", "kind", "name", "active", "needs_reconnect", "created_at"]
     list_filter = ["kind", "active", "needs_reconnect"]
     search_fields = ["owner__email", "name"]
@@ -28,7 +30,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(IndexRun)
-class IndexRunAdmin(admin.ModelAdmin):
+class IndexRunAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "owner",
@@ -84,7 +86,7 @@ class PhotoInline(admin.TabularInline):
 
 
 @admin.register(Post)
-class PostAdmin(admin.ModelAdmin):
+class PostAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = ["id", "owner", "external_id", "media_type", "status", "timestamp", "error"]
     list_filter = ["status", "media_type"]
     search_fields = ["owner__email", "external_id"]
@@ -93,7 +95,7 @@ class PostAdmin(admin.ModelAdmin):
 
 
 @admin.register(Photo)
-class PhotoAdmin(admin.ModelAdmin):
+class PhotoAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = ["id", "owner", "external_id", "status", "width", "height", "indexed_at", "error"]
     list_filter = ["status"]
     search_fields = ["owner__email", "external_id", "sha256"]
@@ -137,7 +139,7 @@ class PhotoAdmin(admin.ModelAdmin):
 
 
 @admin.register(Face)
-class FaceAdmin(admin.ModelAdmin):
+class FaceAdmin(StaffAuditMixin, admin.ModelAdmin):
     """Face metadata only: no embedding, no thumbnail."""
 
     list_display = ["id", "owner", "photo", "engine", "confidence", "searchable", "person"]
@@ -165,13 +167,13 @@ class FaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Person)
-class PersonAdmin(admin.ModelAdmin):
+class PersonAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = ["id", "owner", "name", "is_me", "hidden", "created_at"]
     search_fields = ["owner__email", "name"]
     raw_id_fields = ["owner", "cover_face"]
 
 
 @admin.register(FaceCollection)
-class FaceCollectionAdmin(admin.ModelAdmin):
+class FaceCollectionAdmin(StaffAuditMixin, admin.ModelAdmin):
     list_display = ["owner", "engine", "external_id", "version", "created_at"]
     readonly_fields = ["owner", "engine", "external_id", "version", "created_at"]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from .engines import get_engine
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
@@ -46,6 +51,10 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
     Returns what was deleted, by kind, so the page can say so.
     """
     report: Counter[str] = Counter()
+    # Stop running imports first: their queued jobs would index the photos again.
+    IndexRun.objects.filter(owner=user, status__in=IndexRun.ACTIVE).update(
+        status=IndexRun.Status.CANCELLED, finished_at=timezone.now()
+    )
     for collection in FaceCollection.objects.filter(owner=user):
         get_engine(collection.engine).delete_collection(user)
         report["collections"] += 1
@@ -110,3 +119,35 @@ def delete_source_data(source: Source) -> dict[str, int]:
     source.delete()
     report["sources"] = 1
     return report
+
+
+def inactive_users(days: int) -> QuerySet:
+    """Users who have not logged in for ``days`` days (counted from sign-up if never)."""
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    return get_user_model().objects.filter(
+        Q(last_login__lt=cutoff) | Q(last_login__isnull=True, date_joined__lt=cutoff)
+    )
+
+
+def delete_inactive_face_data(days: int | None = None) -> int:
+    """The daily retention job: delete the face data of accounts inactive for N days.
+
+    N is ``FACES_RETENTION_DAYS`` (0 turns retention off). Photos stay, as
+    after "Delete my face data"; faces, embeddings, people, thumbnails and the
+    engine collection go. Returns the number of accounts purged.
+    """
+    days = settings.FACES_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return 0
+    has_face_data = (
+        Exists(Face.objects.filter(owner=OuterRef("pk")))
+        | Exists(Person.objects.filter(owner=OuterRef("pk")))
+        | Exists(FaceCollection.objects.filter(owner=OuterRef("pk")))
+    )
+    purged = 0
+    for user in inactive_users(days).filter(has_face_data).order_by("pk").iterator():
+        delete_face_data(user)
+        purged += 1
+    if purged:
+        logger.info("Retention: deleted the face data of %s accounts inactive for %s days", purged, days)
+    return purged
