@@ -6,6 +6,8 @@ join: a user can never see, search or infer another user's photos or faces.
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F
@@ -282,6 +284,16 @@ class FaceCollection(models.Model):
     def __str__(self) -> str:
         return f"{self.engine} collection of {self.owner}"
 
+    @staticmethod
+    def fresh_version() -> int:
+        """The first version of a new collection: later than any version before it.
+
+        A collection deleted with the user's face data and created again must
+        not count 1, 2, 3 again: another process still caching the deleted
+        faces under version 3 would take them for current.
+        """
+        return time.time_ns() // 1000
+
     @classmethod
     def bump(cls, owner_id: int, engine: str) -> None:
         """Mark the owner's collection changed, creating it on first use."""
@@ -289,7 +301,7 @@ class FaceCollection(models.Model):
             version=F("version") + 1
         )
         if not updated:
-            cls.objects.get_or_create(owner_id=owner_id, engine=engine, defaults={"version": 1})
+            cls.objects.get_or_create(owner_id=owner_id, engine=engine, defaults={"version": cls.fresh_version()})
 
 
 class UnindexedFace(models.Model):

@@ -548,7 +548,9 @@ class LocalEngine:
     def ensure_collection(self, owner) -> None:
         from ..models import FaceCollection
 
-        FaceCollection.objects.get_or_create(owner_id=_owner_id(owner), engine=ENGINE)
+        FaceCollection.objects.get_or_create(
+            owner_id=_owner_id(owner), engine=ENGINE, defaults={"version": FaceCollection.fresh_version()}
+        )
 
     def index_image(self, owner, image: bytes, external_id: str) -> IndexResult:
         """Faces with their embeddings; the caller writes the rows and bumps the collection."""
