@@ -17,6 +17,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -341,7 +342,11 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
     replaced: list[str] = []
     with transaction.atomic():
         locked = Post.objects.select_for_update().filter(pk=post.pk, status=Post.Status.PENDING).first()
-        if locked is None:
+        if locked is None or (
+            post.run_id and IndexRun.objects.filter(pk=post.run_id, status=IndexRun.Status.CANCELLED).exists()
+        ):
+            # Another delivery won, or the run was cancelled (also by "delete
+            # my face data") while the engine worked: keep nothing.
             duplicate = True
         else:
             photos_done = faces_found = 0
@@ -616,6 +621,11 @@ def sync_instagram_sources() -> int:
     """The daily schedule: an incremental crawl of every linked, healthy account."""
     started = 0
     sources = Source.objects.filter(kind=Source.Kind.INSTAGRAM, active=True, needs_reconnect=False)
+    if settings.FACES_RETENTION_DAYS > 0:
+        # Retention deletes inactive accounts' face data: do not make new.
+        from .deletion import inactive_users
+
+        sources = sources.exclude(owner__in=inactive_users(settings.FACES_RETENTION_DAYS))
     for source in sources.select_related("owner"):
         if active_run(source) is None and has_face_consent(source.owner):
             start_run(source)
