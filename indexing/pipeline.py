@@ -14,14 +14,17 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -41,6 +44,55 @@ logger = logging.getLogger(__name__)
 STALE_AFTER = dt.timedelta(minutes=10)
 # Thumbnails and detection need no more than this many pixels on the long side.
 THUMBNAIL_SOURCE_SIDE = 1600
+# A database restart or fail-over takes seconds: a job that meets one waits and
+# runs again from the start (jobs are idempotent) instead of failing its post.
+DB_OUTAGE_DELAYS = (0.5, 1, 2, 4, 8, 15)
+# The same for the Redis broker while a job enqueues.
+BROKER_OUTAGE_DELAYS = (0.5, 1, 2, 4, 8)
+# Set in the Redis broker; gone after Redis restarted without its data.
+BROKER_EPOCH_KEY = "faces:broker-epoch"
+DB_OUTAGE_ERRORS = (OperationalError, InterfaceError)
+
+
+def survives_db_outage(job: Callable) -> Callable:
+    """Re-run ``job`` when the database goes away under it (restart, fail-over).
+
+    Without this a job that meets a restart fails: django-q2 acknowledges the
+    failure, the post stays pending and only the periodic resume, minutes
+    later, would pick it up. Inside a transaction the caller owns the retry.
+    """
+
+    @wraps(job)
+    def wrapper(*args, **kwargs):
+        for delay in (*DB_OUTAGE_DELAYS, None):
+            try:
+                return job(*args, **kwargs)
+            except DB_OUTAGE_ERRORS as exc:
+                if delay is None or connections["default"].in_atomic_block:
+                    raise
+                logger.warning("%s%s met a database outage (%s); again in %ss", job.__name__, list(args), exc, delay)
+                _drop_connections()
+                time.sleep(delay)
+
+    return wrapper
+
+
+def _drop_connections() -> None:
+    """Close broken connections so the next query connects afresh."""
+    for connection in connections.all(initialized_only=True):
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # pragma: no cover - redis is a pinned dependency
+        return ()
+    return (RedisConnectionError, RedisTimeoutError)
 
 
 # --------------------------------------------------------------------------
@@ -48,10 +100,20 @@ THUMBNAIL_SOURCE_SIDE = 1600
 
 
 def enqueue(func: str, *args, **kwargs) -> None:
-    """Enqueue a pipeline job on django-q2, or run it inline when ``sync`` is set."""
+    """Enqueue a pipeline job on django-q2; wait out a short Redis restart."""
     from django_q.tasks import async_task
 
-    async_task(f"indexing.pipeline.{func}", *args, q_options={"task_name": f"{func}{list(args)}"[:100]}, **kwargs)
+    for delay in (*BROKER_OUTAGE_DELAYS, None):
+        try:
+            async_task(
+                f"indexing.pipeline.{func}", *args, q_options={"task_name": f"{func}{list(args)}"[:100]}, **kwargs
+            )
+            return
+        except _broker_errors() as exc:
+            if delay is None:
+                raise
+            logger.warning("Could not enqueue %s%s (%s); again in %ss", func, list(args), exc, delay)
+            time.sleep(delay)
 
 
 def enqueue_later(func: str, at: dt.datetime, *args) -> None:
@@ -92,6 +154,7 @@ def active_run(source: Source) -> IndexRun | None:
 # Crawling
 
 
+@survives_db_outage
 def crawl_source(run_id: int, sync: bool = False) -> None:
     """Enumerate the run's source, upsert posts and photos, enqueue their indexing."""
     run = IndexRun.objects.select_related("source", "owner").filter(pk=run_id).first()
@@ -126,6 +189,8 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     except SourceError as exc:
         _fail_run(run, str(exc))
         return
+    except DB_OUTAGE_ERRORS:
+        raise  # not the run's fault: survives_db_outage runs the crawl again
     except Exception as exc:
         _fail_run(run, f"Unexpected error while finding posts ({exc.__class__.__name__}); support has been notified.")
         raise
@@ -254,10 +319,17 @@ class _PhotoOutcome:
     thumbnails: dict[str, str] | None = None
 
 
+@survives_db_outage
 def index_post(post_id: int) -> None:
     """Index every photo of a post and record the faces, exactly once."""
     post = Post.objects.select_related("source", "run", "owner").filter(pk=post_id).first()
-    if post is None or post.status != Post.Status.PENDING:
+    if post is None:
+        return
+    if post.status != Post.Status.PENDING:
+        if post.run_id:
+            # A re-run after the commit (e.g. the database went away right
+            # after it) still has to close the run.
+            _maybe_finish(post.run_id)
         return
     run = post.run
     if run is not None and run.status == IndexRun.Status.CANCELLED:
@@ -308,7 +380,7 @@ def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
         if isinstance(exc, (RateLimited, TokenExpired)):
             raise
         return _PhotoOutcome(photo, error=str(exc))
-    except RetryableEngineError:
+    except (RetryableEngineError, *DB_OUTAGE_ERRORS):
         raise
     except Exception as exc:  # a bug or an engine failure must not leave the post pending forever
         logger.exception("Indexing photo %s failed", photo.pk)
@@ -467,6 +539,7 @@ def _wait(run: IndexRun, exc: RateLimited, func: str, arg: int) -> None:
     logger.info("Run %s waits until %s: %s", run.pk, resume_at, exc)
 
 
+@survives_db_outage
 def resume_job(run_id: int, func: str, arg: int) -> None:
     """After a rate-limit wait, put the run back to work and re-run the job."""
     run = IndexRun.objects.filter(pk=run_id).first()
@@ -546,6 +619,8 @@ def resume_interrupted_runs(stale_after: dt.timedelta | None = None) -> int:
     does not, so each worker start and a periodic schedule call this.
     """
     stale_after = STALE_AFTER if stale_after is None else stale_after
+    if broker_lost_its_queue():
+        stale_after = dt.timedelta(0)  # every queued task is gone: resume everything now
     cutoff = timezone.now() - stale_after
     resumed = 0
     for run in IndexRun.objects.filter(status__in=[IndexRun.Status.QUEUED, IndexRun.Status.CRAWLING]):
@@ -564,6 +639,26 @@ def resume_interrupted_runs(stale_after: dt.timedelta | None = None) -> int:
     if resumed:
         logger.info("Resumed %s interrupted jobs", resumed)
     return resumed
+
+
+def broker_lost_its_queue() -> bool:
+    """True (once) when the Redis broker restarted empty, losing the queued tasks.
+
+    A marker key lives in the broker's Redis; when it is missing, Redis lost
+    its data since the last check and every pending job must be enqueued again.
+    """
+    if not settings.Q_CLUSTER.get("redis"):
+        return False
+    from django_q.brokers import get_broker
+
+    try:
+        lost = get_broker().connection.set(BROKER_EPOCH_KEY, timezone.now().isoformat(), nx=True)
+    except _broker_errors() as exc:
+        logger.warning("Could not check the broker for a restart: %s", exc)
+        return False
+    if lost:
+        logger.warning("The Redis broker lost its queue (restart without persistence?): resuming all jobs")
+    return bool(lost)
 
 
 def resume_on_worker_start(stale_seconds: float) -> None:
