@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -83,6 +84,7 @@ class ExportStats:
     too_large: int = 0  # photos over the per-file cap, or suspiciously compressed
     unsafe: int = 0  # uris with absolute or ".." paths
     duplicates: int = 0  # posts listed twice
+    damaged: int = 0  # files the ZIP cannot give back intact (bad CRC, broken deflate)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,13 +115,14 @@ def _unsafe(name: str) -> bool:
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
+    """A Unix time as UTC datetime; None for anything else (NaN, year 10000, text)."""
     try:
         seconds = int(value)
-    except (TypeError, ValueError):
+        if seconds <= 0:
+            return None
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
-    if seconds <= 0:
-        return None
-    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
 
 
 def _is_video_container(head: bytes) -> bool:
@@ -251,10 +254,16 @@ class InstagramExport:
     # Reading ------------------------------------------------------------------
 
     def _read(self, name: str, limit: int | None = None) -> bytes:
+        """A member's bytes; a damaged member raises ExportError, never zipfile's errors."""
         if self._zip is None:
             self._zip = self._open()
-        with self._zip.open(self.members[name]) as handle:
-            return handle.read(limit) if limit else handle.read()
+        try:
+            with self._zip.open(self.members[name]) as handle:
+                return handle.read(limit) if limit else handle.read()
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise ExportError(f"{name} is damaged in the ZIP ({exc.__class__.__name__}).") from None
+        except (NotImplementedError, RuntimeError):  # another compression method; encrypted
+            raise ExportError(f"{name} is compressed or encrypted in a way we cannot read.") from None
 
     def read_member(self, name: str) -> bytes:
         """The whole member (what ``RemotePhoto.load`` returns)."""
@@ -326,7 +335,12 @@ class InstagramExport:
                 if info.file_size > self.max_member_bytes or self._absurd_ratio(info):
                     self.stats.too_large += 1
                     continue
-                if self._image_format(name) is None:
+                try:
+                    fmt = self._image_format(name)
+                except ExportError:
+                    self.stats.damaged += 1  # one bad file does not spoil the export
+                    continue
+                if fmt is None:
                     self.stats.non_images += 1
                     videos += 1
                     continue
