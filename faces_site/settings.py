@@ -143,11 +143,13 @@ if REDIS_URL:
     }
 else:
     # A file cache is shared by the web and worker processes of one machine, so
-    # rate limits and queue statistics agree between them.
+    # rate limits and queue statistics agree between them. It holds search
+    # photos for 15 minutes: room for thousands, expired ones culled first.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "BACKEND": "faces_site.cache.FileCache",
             "LOCATION": str(FACES_DATA_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": env_int("FACES_FILE_CACHE_MAX_ENTRIES", 5000)},
         }
     }
 

@@ -316,3 +316,19 @@ def test_templates_have_no_inline_scripts():
             assert "src=" in attributes and not body.strip(), f"inline <script> in {path.relative_to(ROOT)}"
         assert not INLINE_HANDLER.search(text), f"inline event handler in {path.relative_to(ROOT)}"
         assert "javascript:" not in text, f"javascript: URL in {path.relative_to(ROOT)}"
+
+
+def test_a_full_file_cache_drops_expired_entries_not_searches_in_progress(tmp_path):
+    from faces_site.cache import FileCache
+
+    cache = FileCache(str(tmp_path / "cache"), {"OPTIONS": {"MAX_ENTRIES": 10}})
+    live = [f"faces:query:1:{n}" for n in range(6)]
+    for key in live[:3]:
+        cache.set(key, b"photo", 900)
+    for n in range(7):
+        cache.set(f"old:{n}", b"x", 1)
+    time.sleep(1.1)
+    for key in live[3:]:  # the cache is full: this must cull
+        cache.set(key, b"photo", 900)
+    assert all(cache.get(key) == b"photo" for key in live)
+    assert len(list((tmp_path / "cache").glob("*.djcache"))) == len(live)
