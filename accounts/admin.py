@@ -41,7 +41,9 @@ class StaffAuditMixin:
             for obj in objects
         )
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None) -> HttpResponse:
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None
+    ) -> HttpResponse:
         response = super().change_view(request, object_id, form_url, extra_context)
         if request.method == "GET" and response.status_code == 200:
             obj = self.get_object(request, unquote(object_id))

@@ -62,7 +62,8 @@ class UploadLimitsMiddleware:
             length = 0
         if limit and length > limit:
             megabytes = settings.FACES_MAX_UPLOAD_BYTES // (1024 * 1024)
-            return self._refuse(request, url_name, f"This photo is too large (the limit is {megabytes} MB).", 413)
+            message = f"This photo is too large (the limit is {megabytes} MB)."
+            return self._refuse(request, url_name, message, 413)
         try:
             request.POST  # noqa: B018 - parse now, so that limits surface here
         except TooManyFilesSent:

@@ -301,7 +301,9 @@ class FaceCollection(models.Model):
             version=F("version") + 1
         )
         if not updated:
-            cls.objects.get_or_create(owner_id=owner_id, engine=engine, defaults={"version": cls.fresh_version()})
+            cls.objects.get_or_create(
+                owner_id=owner_id, engine=engine, defaults={"version": cls.fresh_version()}
+            )
 
 
 class UnindexedFace(models.Model):

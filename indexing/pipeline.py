@@ -70,7 +70,9 @@ def survives_db_outage(job: Callable) -> Callable:
             except DB_OUTAGE_ERRORS as exc:
                 if delay is None or connections["default"].in_atomic_block:
                     raise
-                logger.warning("%s%s met a database outage (%s); again in %ss", job.__name__, list(args), exc, delay)
+                logger.warning(
+                    "%s%s met a database outage (%s); again in %ss", job.__name__, list(args), exc, delay
+                )
                 _drop_connections()
                 time.sleep(delay)
 
@@ -105,9 +107,8 @@ def enqueue(func: str, *args, **kwargs) -> None:
 
     for delay in (*BROKER_OUTAGE_DELAYS, None):
         try:
-            async_task(
-                f"indexing.pipeline.{func}", *args, q_options={"task_name": f"{func}{list(args)}"[:100]}, **kwargs
-            )
+            options = {"task_name": f"{func}{list(args)}"[:100]}
+            async_task(f"indexing.pipeline.{func}", *args, q_options=options, **kwargs)
             return
         except _broker_errors() as exc:
             if delay is None:

@@ -12,7 +12,7 @@ whoever adds it says how to make an object of Alice's for it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from io import StringIO
 
@@ -23,7 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RegexPattern, RoutePattern
 
 from indexing.models import Face, IndexRun, Person, Photo, Source
-from tests.conftest import FIXTURES, make_user
+from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,6 @@ class Endpoint:
     name: str  # namespaced URL name, or the route when unnamed
     params: tuple[tuple[str, str], ...]  # (kwarg, converter class name)
     regex: bool  # a part is a regular expression (admin, allauth): no generic URL building
-    module: str
 
     @property
     def area(self) -> str:
@@ -74,7 +73,6 @@ def _walk(patterns, prefix: str = "", params: tuple = (), namespace: str = "", r
                 name=f"{namespace}{pattern.name}" if pattern.name else route,
                 params=params + here,
                 regex=is_regex,
-                module=getattr(pattern.callback, "__module__", ""),
             )
 
 
@@ -126,7 +124,6 @@ class Tenant:
 
     user: object
     client: Client
-    made: dict[str, object] = field(default_factory=dict)
 
     @cached_property
     def run(self) -> IndexRun:
