@@ -146,8 +146,18 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
     if sync:
         for post_id in run.posts.filter(status=Post.Status.PENDING).values_list("pk", flat=True):
-            index_post(post_id)
-    _maybe_finish(run.pk)
+            index_post(post_id, sync=True)
+    finished = _maybe_finish(run.pk)
+    if get_engine().name == "local":
+        from . import people
+
+        if sync:
+            try:
+                people.group_new_faces(run.owner_id)
+            except Exception:  # the import itself succeeded; the next grouping catches up
+                logger.exception("Grouping the faces of run %s failed", run.pk)
+        elif finished:
+            people.run_finished(run.owner_id)
 
 
 def _upsert_post(run: IndexRun, remote: RemotePost) -> Post | None:
@@ -253,8 +263,12 @@ class _PhotoOutcome:
     thumbnails: dict[str, str] | None = None
 
 
-def index_post(post_id: int) -> None:
-    """Index every photo of a post and record the faces, exactly once."""
+def index_post(post_id: int, sync: bool = False) -> None:
+    """Index every photo of a post and record the faces, exactly once.
+
+    ``sync`` (an import in this process) leaves grouping the faces into people
+    to the caller, instead of queueing it.
+    """
     post = Post.objects.select_related("source", "run", "owner").filter(pk=post_id).first()
     if post is None or post.status != Post.Status.PENDING:
         return
@@ -286,8 +300,15 @@ def index_post(post_id: int) -> None:
             _wait(run, RateLimited(str(exc), 30), "index_post", post.pk)
         return
     _commit_post(engine, post, outcomes)
-    if run is not None:
-        _maybe_finish(run.pk)
+    finished = run is not None and _maybe_finish(run.pk)
+    if engine.name == "local" and not sync:
+        # People: group the new faces soon (debounced), and at once when the run is done.
+        from . import people
+
+        if finished:
+            people.run_finished(post.owner_id)
+        elif any(o.result and o.result.faces for o in outcomes):
+            people.faces_indexed(post.owner_id)
 
 
 def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
