@@ -118,19 +118,17 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
             ],
             "must_pick": must_pick,
             "matches": [] if must_pick else matches,
-            "person": None if must_pick else _named_person(matches),
+            "person": None if must_pick else _named_person(request.user, matches, data, threshold),
         }
     )
     return render(request, "search/results.html", context)
 
 
-def _named_person(matches):
-    """The named person the best matches belong to, to say "This looks like Mom"."""
-    for match in matches[:3]:
-        person = match.face.person
-        if person is not None and person.name and not person.hidden:
-            return {"person": person, "photos": person.faces.values("photo").distinct().count()}
-    return None
+def _named_person(owner, matches, image: bytes, threshold: float):
+    """The named person the best matches belong to, to say "This looks like Mom" (see indexing.people)."""
+    from indexing.people import person_hint
+
+    return person_hint(owner, matches, image=image, threshold=threshold)
 
 
 @consent_required
