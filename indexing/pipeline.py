@@ -47,10 +47,14 @@ THUMBNAIL_SOURCE_SIDE = 1600
 
 
 def enqueue(func: str, *args, **kwargs) -> None:
-    """Enqueue a pipeline job on django-q2, or run it inline when ``sync`` is set."""
+    """Enqueue a pipeline job on django-q2."""
     from django_q.tasks import async_task
 
-    async_task(f"indexing.pipeline.{func}", *args, q_options={"task_name": f"{func}{list(args)}"[:100]}, **kwargs)
+    # Results are not kept: the pipeline records its outcome in its own rows, and
+    # thousands of Success rows per import would only slow the ORM broker down.
+    # Failures are still saved for the admin.
+    options = {"task_name": f"{func}{list(args)}"[:100], "save": False}
+    async_task(f"indexing.pipeline.{func}", *args, q_options=options, **kwargs)
 
 
 def enqueue_later(func: str, at: dt.datetime, *args) -> None:
