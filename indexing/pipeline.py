@@ -29,7 +29,7 @@ from accounts.models import has_face_consent
 from .engines import get_engine
 from .engines.base import IndexResult, RetryableEngineError
 from .images import ImageError, decode_image, sha256, sniff_format
-from .models import Face, FaceCollection, IndexRun, Photo, Post, Source, UnindexedFace
+from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
 from .sources import MediaExpired, RateLimited, RemotePost, SourceError, TokenExpired
 from .thumbnails import face_thumbnail
 
@@ -47,10 +47,14 @@ THUMBNAIL_SOURCE_SIDE = 1600
 
 
 def enqueue(func: str, *args, **kwargs) -> None:
-    """Enqueue a pipeline job on django-q2, or run it inline when ``sync`` is set."""
+    """Enqueue a pipeline job on django-q2."""
     from django_q.tasks import async_task
 
-    async_task(f"indexing.pipeline.{func}", *args, q_options={"task_name": f"{func}{list(args)}"[:100]}, **kwargs)
+    # Results are not kept: the pipeline records its outcome in its own rows, and
+    # thousands of Success rows per import would only slow the ORM broker down.
+    # Failures are still saved for the admin.
+    options = {"task_name": f"{func}{list(args)}"[:100], "save": False}
+    async_task(f"indexing.pipeline.{func}", *args, q_options=options, **kwargs)
 
 
 def enqueue_later(func: str, at: dt.datetime, *args) -> None:
@@ -379,25 +383,7 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
                 replaced += list(old_faces.values_list("engine_face_id", flat=True))
                 old_faces.delete()
                 UnindexedFace.objects.filter(photo=photo).delete()
-                faces = [
-                    Face(
-                        owner_id=post.owner_id,
-                        photo=photo,
-                        engine=engine.name,
-                        engine_face_id=face.face_id,
-                        box_x=face.box.x,
-                        box_y=face.box.y,
-                        box_w=face.box.w,
-                        box_h=face.box.h,
-                        confidence=face.confidence,
-                        quality=face.quality,
-                        landmarks=face.landmarks,
-                        embedding=face.embedding,
-                        searchable=face.searchable,
-                        thumbnail=outcome.thumbnails.get(face.face_id, ""),
-                    )
-                    for face in result.faces
-                ]
+                faces = _face_rows(engine, photo, result, outcome.thumbnails)
                 Face.objects.bulk_create(faces)
                 UnindexedFace.objects.bulk_create(
                     UnindexedFace(owner_id=post.owner_id, photo=photo, engine=engine.name,
@@ -441,6 +427,70 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
         for outcome in outcomes:
             for name in (outcome.thumbnails or {}).values():
                 default_storage.delete(name)
+
+
+def _face_rows(engine, photo: Photo, result: IndexResult, thumbnails: dict[str, str]) -> list[Face]:
+    """Unsaved Face rows mirroring what the engine indexed in ``photo``."""
+    return [
+        Face(
+            owner_id=photo.owner_id,
+            photo=photo,
+            engine=engine.name,
+            engine_face_id=face.face_id,
+            box_x=face.box.x,
+            box_y=face.box.y,
+            box_w=face.box.w,
+            box_h=face.box.h,
+            confidence=face.confidence,
+            quality=face.quality,
+            landmarks=face.landmarks,
+            embedding=face.embedding,
+            searchable=face.searchable,
+            thumbnail=thumbnails.get(face.face_id, ""),
+        )
+        for face in result.faces
+    ]
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reindex_photo(engine, photo: Photo) -> int:
+    """Index an indexed photo again with ``engine``, keeping people and names.
+
+    Each new face takes the person (and lock) of the old face it overlaps most,
+    so moving a library between engines keeps "Mom" and "Me". Returns the
+    number of faces now in the photo; the old engine's faces are deleted.
+    """
+    outcome = _index_photo(engine, photo.post, photo)
+    if outcome.error:
+        raise ImageError(outcome.error)
+    old_faces = list(photo.faces.all())
+    rows = _face_rows(engine, photo, outcome.result, outcome.thumbnails or {})
+    for row in rows:
+        best = max(old_faces, key=lambda f: _iou(f.box, [row.box_x, row.box_y, row.box_w, row.box_h]), default=None)
+        if best is not None and _iou(best.box, [row.box_x, row.box_y, row.box_w, row.box_h]) > 0.3:
+            row.person_id, row.person_locked = best.person_id, best.person_locked
+    with transaction.atomic():
+        Face.objects.bulk_create(rows)
+        for row in rows:  # a person whose cover face goes away gets the new one
+            if row.person_id:
+                Person.objects.filter(pk=row.person_id, cover_face__in=old_faces).update(cover_face=row)
+        Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
+        FaceCollection.bump(photo.owner_id, engine.name)
+    for name in {f.engine for f in old_faces} - {engine.name}:
+        get_engine(name).delete_faces(photo.owner, [f.engine_face_id for f in old_faces if f.engine == name])
+    for face in old_faces:
+        if face.thumbnail:
+            default_storage.delete(face.thumbnail.name)
+    return len(rows)
 
 
 def _fail_photo(photo: Photo, message: str) -> None:
