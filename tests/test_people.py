@@ -491,3 +491,16 @@ def test_rekognition_failure_keeps_the_correction(rekognition, user, fixtures_di
     assert people.sync_rekognition_users(user) == 1
     person.refresh_from_db()
     assert rekognition.collections[f"faces-{user.pk}"].users[person.rekognition_user_id] == {face.engine_face_id}
+
+
+def test_faces_people_command(user, capsys):
+    import json
+
+    add_people(user, identities(2, 3, seed=16))
+    call_command("faces_people", "--user", user.email, "--json")
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["new_people"], summary["assigned"]) == (2, 6)
+    call_command("faces_people", "--user", user.email, "--full")
+    assert "6 of 6 faces considered, 0 placed" in capsys.readouterr().out
+    with pytest.raises(Exception, match="Unknown user"):
+        call_command("faces_people", "--user", "nobody@example.com")
