@@ -30,7 +30,7 @@ threshold sits in the middle of that gap: cosine 0.4415, similarity 93
 (the search default, 80, is cosine 0.363: right for "show me candidates",
 too loose for automatic merging at 50,000 faces: on the synthetic library of
 ``bench/people.py`` pairwise precision is 0.962 at 80 and 0.998 at 93). The
-fixtures group with pairwise precision and recall 1.0 anywhere from 80 to 98.5,
+fixtures group with pairwise precision and recall 1.0 anywhere from 70 to 99,
 so they bound the threshold but do not pick it; the middle of the gap does.
 
 Incremental grouping (``group_new_faces``) handles the faces that grouping has
