@@ -361,7 +361,6 @@ def _group(owner_id: int, full: bool) -> GroupingReport:
 
     # Labels: 0..P-1 for existing people, P + row for a face of its own.
     person_ids = np.unique(library.persons[library.persons > 0])
-    label_of_person = {int(pk): i for i, pk in enumerate(person_ids)}
     offset = len(person_ids)
     own = offset + np.arange(n, dtype=np.int64)
     has_person = library.persons > 0
@@ -387,6 +386,14 @@ def _group(owner_id: int, full: bool) -> GroupingReport:
     clock.lap("knn")
     result = chinese_whispers(labels, rows, neighbours, cosines)
     clock.lap("whispers")
+
+    # An unassigned face that only voted may have lent its own label to free faces:
+    # it belongs to the group they form.
+    taken = np.unique(result[rows])
+    lenders = taken[taken >= offset] - offset  # the rows those labels started on
+    lenders = lenders[~np.isin(lenders, rows)]
+    if len(lenders):
+        rows = np.union1d(rows, lenders)
 
     # New groups: labels >= offset shared by faces from at least MIN_PHOTOS photos.
     fresh_rows = rows[result[rows] >= offset]

@@ -504,3 +504,17 @@ def test_faces_people_command(user, capsys):
     assert "6 of 6 faces considered, 0 placed" in capsys.readouterr().out
     with pytest.raises(Exception, match="Unknown user"):
         call_command("faces_people", "--user", "nobody@example.com")
+
+
+def test_an_old_singleton_two_steps_away_joins_the_new_group(user):
+    # A chain in a plane: old - middle - new at cosine 0.6 each, old - new at -0.28 (no edge).
+    angle = np.arccos(0.6)
+    vectors = [np.eye(128)[0] * np.cos(a) + np.eye(128)[1] * np.sin(a) for a in (0.0, angle, 2 * angle)]
+    old = add_face(user, vectors[0])
+    people.group_new_faces(user.pk)
+    assert person_of(old) is None
+    # A new face whose only neighbour is a second old singleton, itself next to ``old``.
+    middle = add_face(user, vectors[1], grouped_at="2024-01-01T00:00:00Z")
+    new = add_face(user, vectors[2])
+    report = people.group_new_faces(user.pk)
+    assert report.new_people == 1 and len(persons_of([old, middle, new])) == 1 and person_of(new)
