@@ -518,3 +518,27 @@ def test_an_old_singleton_two_steps_away_joins_the_new_group(user):
     new = add_face(user, vectors[2])
     report = people.group_new_faces(user.pk)
     assert report.new_people == 1 and len(persons_of([old, middle, new])) == 1 and person_of(new)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_groups_an_upload_when_its_run_finishes(user, fixtures_dir, start_worker):
+    from indexing import pipeline
+    from indexing.imports import import_photos
+    from tests.conftest import wait_for
+
+    files = [
+        (f"{name}/{path.name}", path.read_bytes())
+        for name in ("barack_obama", "joe_biden")
+        for path in sorted((fixtures_dir / "people" / name).glob("*.jpg"))
+    ]
+    pipeline.start_run(import_photos(user, files, name="upload").source)
+    start_worker()
+    wait_for(
+        lambda: Person.objects.filter(owner=user).count() == 2
+        and not Face.objects.filter(owner=user, grouped_at__isnull=True).exists(),
+        timeout=120,
+        message="the faces grouped into two people",
+    )
+    faces = list(Face.objects.filter(owner=user).select_related("photo"))
+    assert people.pairwise_scores([identity(f) for f in faces], [f.person_id for f in faces]) == (1.0, 1.0)
