@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,6 +11,12 @@ from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import Resolver404, resolve
+
+
+def content_security_policy() -> str:
+    """FACES_CSP with the Instagram authorization origin filled in (read per request)."""
+    parts = urlsplit(settings.INSTAGRAM_AUTH_URL)
+    return settings.FACES_CSP.format(instagram=f"{parts.scheme}://{parts.netloc}")
 
 
 class SecurityHeadersMiddleware:
@@ -24,7 +31,7 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", settings.FACES_CSP)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", settings.FACES_PERMISSIONS_POLICY)
         return response
 

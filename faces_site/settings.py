@@ -277,11 +277,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Allows the camera page (getUserMedia, blob: and data: previews) and nothing
-# from other origins.
+# from other origins; ``{instagram}`` becomes INSTAGRAM_AUTH_URL's origin, where
+# the "Connect Instagram" form is redirected.
 FACES_CSP = (
     "default-src 'self'; img-src 'self' data: blob: https:; media-src 'self' blob: mediastream:; "
     "style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
-    "form-action 'self' " + INSTAGRAM_AUTH_URL + "; base-uri 'self'; object-src 'none'"
+    "form-action 'self' {instagram}; base-uri 'self'; object-src 'none'"
 )
 FACES_PERMISSIONS_POLICY = "camera=(self), microphone=(), geolocation=()"
 

@@ -240,6 +240,10 @@ class Face(models.Model):
     person_locked = models.BooleanField(
         default=False, help_text="Set by the user; automatic grouping never changes it."
     )
+    grouped_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When automatic grouping last considered this face; empty means new to it.",
+    )
     thumbnail = models.ImageField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -33,7 +33,7 @@ from accounts.models import has_face_consent
 from .engines import get_engine
 from .engines.base import IndexResult, RetryableEngineError
 from .images import ImageError, decode_image, sha256, sniff_format
-from .models import Face, FaceCollection, IndexRun, Photo, Post, Source, UnindexedFace
+from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
 from .sources import MediaExpired, RateLimited, RemotePost, SourceError, TokenExpired
 from .thumbnails import face_thumbnail
 
@@ -105,9 +105,12 @@ def enqueue(func: str, *args, **kwargs) -> None:
     """Enqueue a pipeline job on django-q2; wait out a short Redis restart."""
     from django_q.tasks import async_task
 
+    # Results are not kept: the pipeline records its outcome in its own rows, and
+    # thousands of Success rows per import would only slow the ORM broker down.
+    # Failures are still saved for the admin.
+    options = {"task_name": f"{func}{list(args)}"[:100], "save": False}
     for delay in (*BROKER_OUTAGE_DELAYS, None):
         try:
-            options = {"task_name": f"{func}{list(args)}"[:100]}
             async_task(f"indexing.pipeline.{func}", *args, q_options=options, **kwargs)
             return
         except _broker_errors() as exc:
@@ -213,8 +216,18 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
     if sync:
         for post_id in run.posts.filter(status=Post.Status.PENDING).values_list("pk", flat=True):
-            index_post(post_id)
-    _maybe_finish(run.pk)
+            index_post(post_id, sync=True)
+    finished = _maybe_finish(run.pk)
+    if get_engine().name == "local":
+        from . import people
+
+        if sync:
+            try:
+                people.group_new_faces(run.owner_id)
+            except Exception:  # the import itself succeeded; the next grouping catches up
+                logger.exception("Grouping the faces of run %s failed", run.pk)
+        elif finished:
+            people.run_finished(run.owner_id)
 
 
 def _upsert_post(run: IndexRun, remote: RemotePost) -> Post | None:
@@ -321,16 +334,22 @@ class _PhotoOutcome:
 
 
 @survives_db_outage
-def index_post(post_id: int) -> None:
-    """Index every photo of a post and record the faces, exactly once."""
+def index_post(post_id: int, sync: bool = False) -> None:
+    """Index every photo of a post and record the faces, exactly once.
+
+    ``sync`` (an import in this process) leaves grouping the faces into people
+    to the caller, instead of queueing it.
+    """
     post = Post.objects.select_related("source", "run", "owner").filter(pk=post_id).first()
     if post is None:
         return
     if post.status != Post.Status.PENDING:
-        if post.run_id:
-            # A re-run after the commit (e.g. the database went away right
-            # after it) still has to close the run.
-            _maybe_finish(post.run_id)
+        # A re-run after the commit (e.g. the database went away right after
+        # it) still has to close the run.
+        if post.run_id and _maybe_finish(post.run_id) and not sync and get_engine().name == "local":
+            from . import people
+
+            people.run_finished(post.owner_id)
         return
     run = post.run
     if run is not None and run.status == IndexRun.Status.CANCELLED:
@@ -360,8 +379,15 @@ def index_post(post_id: int) -> None:
             _wait(run, RateLimited(str(exc), 30), "index_post", post.pk)
         return
     _commit_post(engine, post, outcomes)
-    if run is not None:
-        _maybe_finish(run.pk)
+    finished = run is not None and _maybe_finish(run.pk)
+    if engine.name == "local" and not sync:
+        # People: group the new faces soon (debounced), and at once when the run is done.
+        from . import people
+
+        if finished:
+            people.run_finished(post.owner_id)
+        elif any(o.result and o.result.faces for o in outcomes):
+            people.faces_indexed(post.owner_id)
 
 
 def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
@@ -436,25 +462,7 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
                 replaced += list(old_faces.values_list("engine_face_id", flat=True))
                 old_faces.delete()
                 UnindexedFace.objects.filter(photo=photo).delete()
-                faces = [
-                    Face(
-                        owner_id=post.owner_id,
-                        photo=photo,
-                        engine=engine.name,
-                        engine_face_id=face.face_id,
-                        box_x=face.box.x,
-                        box_y=face.box.y,
-                        box_w=face.box.w,
-                        box_h=face.box.h,
-                        confidence=face.confidence,
-                        quality=face.quality,
-                        landmarks=face.landmarks,
-                        embedding=face.embedding,
-                        searchable=face.searchable,
-                        thumbnail=outcome.thumbnails.get(face.face_id, ""),
-                    )
-                    for face in result.faces
-                ]
+                faces = _face_rows(engine, photo, result, outcome.thumbnails)
                 Face.objects.bulk_create(faces)
                 UnindexedFace.objects.bulk_create(
                     UnindexedFace(owner_id=post.owner_id, photo=photo, engine=engine.name,
@@ -498,6 +506,70 @@ def _commit_post(engine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
         for outcome in outcomes:
             for name in (outcome.thumbnails or {}).values():
                 default_storage.delete(name)
+
+
+def _face_rows(engine, photo: Photo, result: IndexResult, thumbnails: dict[str, str]) -> list[Face]:
+    """Unsaved Face rows mirroring what the engine indexed in ``photo``."""
+    return [
+        Face(
+            owner_id=photo.owner_id,
+            photo=photo,
+            engine=engine.name,
+            engine_face_id=face.face_id,
+            box_x=face.box.x,
+            box_y=face.box.y,
+            box_w=face.box.w,
+            box_h=face.box.h,
+            confidence=face.confidence,
+            quality=face.quality,
+            landmarks=face.landmarks,
+            embedding=face.embedding,
+            searchable=face.searchable,
+            thumbnail=thumbnails.get(face.face_id, ""),
+        )
+        for face in result.faces
+    ]
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reindex_photo(engine, photo: Photo) -> int:
+    """Index an indexed photo again with ``engine``, keeping people and names.
+
+    Each new face takes the person (and lock) of the old face it overlaps most,
+    so moving a library between engines keeps "Mom" and "Me". Returns the
+    number of faces now in the photo; the old engine's faces are deleted.
+    """
+    outcome = _index_photo(engine, photo.post, photo)
+    if outcome.error:
+        raise ImageError(outcome.error)
+    old_faces = list(photo.faces.all())
+    rows = _face_rows(engine, photo, outcome.result, outcome.thumbnails or {})
+    for row in rows:
+        best = max(old_faces, key=lambda f: _iou(f.box, [row.box_x, row.box_y, row.box_w, row.box_h]), default=None)
+        if best is not None and _iou(best.box, [row.box_x, row.box_y, row.box_w, row.box_h]) > 0.3:
+            row.person_id, row.person_locked = best.person_id, best.person_locked
+    with transaction.atomic():
+        Face.objects.bulk_create(rows)
+        for row in rows:  # a person whose cover face goes away gets the new one
+            if row.person_id:
+                Person.objects.filter(pk=row.person_id, cover_face__in=old_faces).update(cover_face=row)
+        Face.objects.filter(pk__in=[f.pk for f in old_faces]).delete()
+        FaceCollection.bump(photo.owner_id, engine.name)
+    for name in {f.engine for f in old_faces} - {engine.name}:
+        get_engine(name).delete_faces(photo.owner, [f.engine_face_id for f in old_faces if f.engine == name])
+    for face in old_faces:
+        if face.thumbnail:
+            default_storage.delete(face.thumbnail.name)
+    return len(rows)
 
 
 def _fail_photo(photo: Photo, message: str) -> None:

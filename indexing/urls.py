@@ -16,3 +16,4 @@ urlpatterns += [
     path("instagram/connect/", views.instagram_connect, name="instagram_connect"),
     path("instagram/<int:source_id>/sync/", views.instagram_sync, name="instagram_sync"),
 ]
+urlpatterns += [path("instagram/linked/", views.instagram_linked, name="instagram_linked")]

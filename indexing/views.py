@@ -165,3 +165,13 @@ def instagram_sync(request: HttpRequest, source_id: int) -> HttpResponse:
         return redirect("import")
     run = pipeline.active_run(source) or pipeline.start_run(source)
     return redirect("run", run_id=run.pk)
+
+
+@login_required
+def instagram_linked(request: HttpRequest) -> HttpResponse:
+    """Where Instagram linking lands: the progress of the crawl it started."""
+    run = IndexRun.objects.filter(owner=request.user, source__kind=Source.Kind.INSTAGRAM).first()
+    if run is None:
+        messages.info(request, "Instagram is linked. Give consent to start indexing your posts.")
+        return redirect("import")
+    return redirect("run", run_id=run.pk)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import people_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,4 +12,17 @@ urlpatterns = [
     path("faces/<int:face_id>/", views.face_detail, name="face"),
     path("faces/<int:face_id>/thumb.jpg", views.face_thumbnail, name="face_thumbnail"),
     path("photos/<int:photo_id>/image.jpg", views.photo_image, name="photo_image"),
+]
+
+# People (search/people_views.py).
+urlpatterns += [
+    path("people/", people_views.people_list, name="people"),
+    path("people/group/", people_views.people_group, name="people_group"),
+    path("people/<int:person_id>/", people_views.person_detail, name="person"),
+    path("people/<int:person_id>/rename/", people_views.person_rename, name="person_rename"),
+    path("people/<int:person_id>/merge/", people_views.person_merge, name="person_merge"),
+    path("people/<int:person_id>/move/", people_views.person_move, name="person_move"),
+    path("people/<int:person_id>/hide/", people_views.person_hide, name="person_hide"),
+    path("faces/<int:face_id>/me/", people_views.face_me, name="face_me"),
+    path("faces/<int:face_id>/name/", people_views.face_name, name="face_name"),
 ]

@@ -106,34 +106,32 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
     context = {"query_id": query_id, "threshold": threshold, "face_index": face_index}
     try:
         result, matches = search_by_image(request.user, data, threshold=threshold, face_index=face_index)
+        must_pick = result.faces_in_query > 1 and face_index is None
     except NoFaceError:
         context["error"] = "We could not find a face in this photo. Try a brighter, closer photo that faces the camera."
         return render(request, "search/results.html", context)
     except (EngineError, ImageError) as exc:
         context["error"] = str(exc)
         return render(request, "search/results.html", context)
-    must_pick = result.faces_in_query > 1 and face_index is None
     context.update(
         {
             "query_faces": [
-                {"index": i, "box": f.box, "chosen": i == result.searched_face}
+                {"index": i, "box": f.box, "chosen": not must_pick and i == result.searched_face}
                 for i, f in enumerate(result.query_faces)
             ],
             "must_pick": must_pick,
             "matches": [] if must_pick else matches,
-            "person": None if must_pick else _named_person(matches),
+            "person": None if must_pick else _named_person(request.user, matches, data, threshold),
         }
     )
     return render(request, "search/results.html", context)
 
 
-def _named_person(matches):
-    """The named person the best matches belong to, to say "This looks like Mom"."""
-    for match in matches[:3]:
-        person = match.face.person
-        if person is not None and person.name and not person.hidden:
-            return {"person": person, "photos": person.faces.values("photo").distinct().count()}
-    return None
+def _named_person(owner, matches, image: bytes, threshold: float):
+    """The named person the best matches belong to, to say "This looks like Mom" (see indexing.people)."""
+    from indexing.people import person_hint
+
+    return person_hint(owner, matches, image=image, threshold=threshold)
 
 
 @consent_required

@@ -140,7 +140,7 @@ class Worker:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(8)
             except subprocess.TimeoutExpired:
                 self.kill()
         self.handle.close()

@@ -80,3 +80,29 @@ def test_tenants_get_separate_collections(rekognition_app, user, other_user, fix
     own = set(Photo.objects.filter(owner=other_user).values_list("pk", flat=True))
     assert line["matches"] and {m["photo_id"] for m in line["matches"]} <= own
     assert {f"faces-{user.pk}", f"faces-{other_user.pk}"} <= set(rekognition_app.collections)
+
+
+def test_reindex_moves_a_library_between_engines_keeping_people(settings, fake_rekognition, user, fixtures_dir, capsys):
+    from indexing.models import Person
+
+    call_command("faces_import", "--user", user.email, "--sync", str(fixtures_dir / "people" / "joe_biden"))
+    local_faces = list(Face.objects.filter(owner=user))
+    assert {f.engine for f in local_faces} == {"local"} and len(local_faces) == 3
+    joe = Person.objects.create(owner=user, name="Joe", cover_face=local_faces[0])
+    Face.objects.filter(owner=user).update(person=joe, person_locked=True)
+
+    capsys.readouterr()
+    call_command("faces_reindex", "--engine", "rekognition", "--user", user.email, "--json")
+    report = json.loads(capsys.readouterr().out.strip())
+    assert (report["photos"], report["faces"], report["failed"]) == (3, 3, [])
+    faces = Face.objects.filter(owner=user)
+    assert {f.engine for f in faces} == {"rekognition"} and faces.count() == 3
+    assert all(f.person_id == joe.pk and f.person_locked and f.thumbnail for f in faces)
+    joe.refresh_from_db()
+    assert joe.cover_face.engine == "rekognition"
+    assert set(fake_rekognition.faces(f"faces-{user.pk}")) == {f.engine_face_id for f in faces}
+    assert not FaceCollection.objects.filter(owner=user, engine="local").exists()
+
+    settings.FACES_ENGINE = "rekognition"
+    matches = search_by_face(user, faces.first(), limit=5)
+    assert len(matches) == 2

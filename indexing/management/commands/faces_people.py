@@ -1,0 +1,51 @@
+"""Group a user's faces into people now, or repair their Rekognition Users."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from indexing import people
+
+
+class Command(BaseCommand):
+    help = (
+        "Group the faces of a user's library into people (local engine): the new faces, "
+        "or every unlocked face with --full. --users re-syncs named people to Rekognition Users."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", required=True, help="email of the library's owner")
+        parser.add_argument("--full", action="store_true", help="let every unlocked face vote again")
+        parser.add_argument("--users", action="store_true", help="sync named people to Rekognition Users")
+        parser.add_argument("--json", action="store_true", help="print one JSON summary object")
+
+    def handle(self, *args, **options):
+        user = get_user_model().objects.filter(email__iexact=options["user"]).first()
+        if user is None:
+            raise CommandError(f"Unknown user {options['user']}.")
+        report = people.regroup(user.pk) if options["full"] else people.group_new_faces(user.pk)
+        summary = {
+            "user": user.email,
+            "faces": report.faces,
+            "considered": report.considered,
+            "assigned": report.assigned,
+            "unassigned": report.unassigned,
+            "new_people": report.new_people,
+            "deleted_people": report.deleted_people,
+            "seconds": report.seconds,
+            "skipped": report.skipped,
+        }
+        if options["users"]:
+            summary["rekognition_users"] = people.sync_rekognition_users(user)
+        if options["json"]:
+            self.stdout.write(json.dumps(summary))
+        elif report.skipped:
+            self.stdout.write(f"{user.email}: {report.skipped}")
+        else:
+            self.stdout.write(
+                f"{user.email}: {report.considered} of {report.faces} faces considered, {report.assigned} placed, "
+                f"{report.new_people} new people in {report.seconds:.1f} s"
+            )
