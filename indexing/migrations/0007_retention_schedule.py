@@ -18,6 +18,6 @@ def remove_schedule(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("indexing", "0005_daily_instagram_sync")]
+    dependencies = [("indexing", "0006_people_grouped_at")]
 
     operations = [migrations.RunPython(create_schedule, remove_schedule)]
