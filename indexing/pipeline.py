@@ -384,10 +384,13 @@ def index_post(post_id: int, sync: bool = False) -> None:
         # People: group the new faces soon (debounced), and at once when the run is done.
         from . import people
 
-        if finished:
-            people.run_finished(post.owner_id)
-        elif any(o.result and o.result.faces for o in outcomes):
-            people.faces_indexed(post.owner_id)
+        try:
+            if finished:
+                people.run_finished(post.owner_id)
+            elif any(o.result and o.result.faces for o in outcomes):
+                people.faces_indexed(post.owner_id)
+        except _broker_errors() as exc:  # Redis restarting: the post is saved, grouping catches up later
+            logger.warning("Could not queue grouping for user %s: %s", post.owner_id, exc)
 
 
 def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
