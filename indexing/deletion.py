@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.dispatch import Signal
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -17,6 +18,10 @@ from .engines import get_engine
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
 
 logger = logging.getLogger(__name__)
+
+# Sent with ``user`` after a user's face data is deleted, so other apps drop
+# what they keep of it (search drops the query photos it holds briefly).
+face_data_deleted = Signal()
 
 
 def _delete_files(names) -> int:
@@ -81,6 +86,7 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
             report["posts"] = Post.objects.filter(owner=user).delete()[0]
             IndexRun.objects.filter(owner=user).delete()
             report["sources"] = Source.objects.filter(owner=user).delete()[0]
+    face_data_deleted.send(sender=Face, user=user)
     logger.info("Deleted face data of user %s: %s", user.pk, dict(report))
     return dict(report)
 

@@ -54,6 +54,23 @@ def _query_key(user, query_id: str) -> str:
     return f"faces:query:{user.pk}:{query_id}"
 
 
+def _query_index_key(user) -> str:
+    return f"faces:queries:{user.pk}"
+
+
+def remember_query(user, query_id: str, image: bytes) -> None:
+    """Keep a query photo briefly, and note its key so deleting face data can drop it."""
+    cache.set(_query_key(user, query_id), image, QUERY_TTL)
+    ids = [i for i in cache.get(_query_index_key(user), []) if cache.has_key(_query_key(user, i))]
+    cache.set(_query_index_key(user), [*ids, query_id], QUERY_TTL)
+
+
+def forget_queries(user) -> None:
+    """Drop every query photo the user searched with (face data or account deleted)."""
+    ids = cache.get(_query_index_key(user), [])
+    cache.delete_many([_query_key(user, i) for i in ids] + [_query_index_key(user)])
+
+
 @consent_required
 @require_http_methods(["GET", "POST"])
 @rate_limit("search", methods=("POST",))
@@ -74,7 +91,7 @@ def search(request: HttpRequest) -> HttpResponse:
                 error = f"We could not read this photo: {exc}"
             else:
                 query_id = uuid.uuid4().hex
-                cache.set(_query_key(request.user, query_id), encode_jpeg(decoded.image, 90), QUERY_TTL)
+                remember_query(request.user, query_id, encode_jpeg(decoded.image, 90))
                 url = reverse("search_results", args=[query_id])
                 if request.POST.get("threshold"):
                     url += f"?threshold={request.POST['threshold']}"

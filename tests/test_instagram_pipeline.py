@@ -197,3 +197,10 @@ def test_export_upload_refuses_a_bad_zip(alice_client, user):
     response = alice_client.post(reverse("upload_export"), {"archive": SimpleUploadedFile("e.zip", b"not a zip")},
                                  follow=True)
     assert b"not a ZIP" in response.content
+
+
+def test_instagram_login_without_an_app_is_a_404(client, settings):
+    providers = dict(settings.SOCIALACCOUNT_PROVIDERS)
+    providers["instagram_login"] = {**providers["instagram_login"], "APPS": []}
+    settings.SOCIALACCOUNT_PROVIDERS = providers
+    assert client.post("/accounts/instagram_login/login/").status_code == 404

@@ -390,3 +390,18 @@ def test_staff_views_changes_and_actions_on_user_data_are_logged(admin_client, s
     assert ("change_person", f"indexing.Person {person.pk} of user {user.pk}") in logs
     assert ("retry_failed_posts", f"runs [{run.pk}]") in logs
     assert not any(user.email in repr_ or "Father" in repr_ for _, repr_ in logs)
+
+
+def test_query_photos_go_with_the_face_data(alice_client, user, fixtures_dir):
+    from django.core.cache import cache
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from indexing.deletion import delete_face_data
+
+    data = (fixtures_dir / "people" / "joe_biden" / "1.jpg").read_bytes()
+    response = alice_client.post("/search/", {"image": SimpleUploadedFile("q.jpg", data, "image/jpeg")})
+    query_url = response["Location"].split("?")[0]
+    assert alice_client.get(query_url + "image.jpg").status_code == 200
+    delete_face_data(user)
+    assert alice_client.get(query_url + "image.jpg").status_code == 404
+    assert cache.get(f"faces:queries:{user.pk}") is None
