@@ -446,3 +446,14 @@ def test_animated_gif_uses_its_first_frame():
     assert (result.width, result.height) == (455, 568) and len(result.faces) == 1
     cosine = float(result.faces[0].embedding @ analysis("people/barack_obama/2.jpg").faces[0].embedding)
     assert local.similarity_from_cosine(cosine) >= 80
+
+
+def test_large_matrices_split_the_product_and_agree_with_one_product():
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(local.SPLIT_ROWS + 1001, 128)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    query = matrix[local.SPLIT_ROWS + 500]
+    rows, cosines = local.top_matches(matrix, query, 20)
+    expected = np.argsort(-(matrix @ query), kind="stable")[:20]
+    assert rows[0] == local.SPLIT_ROWS + 500 and list(rows) == list(expected)
+    assert np.allclose(cosines, (matrix @ query)[expected])
