@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexing.engines import base, get_engine
-from indexing.engines import local
+from indexing.engines import base, get_engine, local
 from indexing.images import ImageError, decode_image
 from indexing.models import Face, FaceCollection, Photo, Post, Source
+from indexing.pipeline import _face_rows
 from tests.conftest import FIXTURES
 
 
@@ -248,24 +248,7 @@ def store(owner, result: base.IndexResult, external_id: str) -> list[Face]:
     photo = Photo.objects.create(
         owner=owner, post=post, external_id=external_id, width=result.width, height=result.height
     )
-    faces = Face.objects.bulk_create(
-        Face(
-            owner=owner,
-            photo=photo,
-            engine="local",
-            engine_face_id=face.face_id,
-            box_x=face.box.x,
-            box_y=face.box.y,
-            box_w=face.box.w,
-            box_h=face.box.h,
-            confidence=face.confidence,
-            quality=face.quality,
-            landmarks=face.landmarks,
-            embedding=face.embedding,
-            searchable=face.searchable,
-        )
-        for face in result.faces
-    )
+    faces = Face.objects.bulk_create(_face_rows(get_engine("local"), photo, result, thumbnails={}))
     FaceCollection.bump(owner.pk, "local")
     return faces
 
