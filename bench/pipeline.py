@@ -91,7 +91,11 @@ class Cluster:
             [sys.executable, str(ROOT / "manage.py"), "qcluster"], cwd=ROOT, env=env,
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        drain(1, timeout=120)  # the cluster is up once a no-op task comes back
+        try:
+            drain(1, timeout=120)  # the cluster is up once a no-op task comes back
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
