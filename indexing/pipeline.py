@@ -737,13 +737,14 @@ def broker_lost_its_queue() -> bool:
     return bool(lost)
 
 
-def resume_on_worker_start(stale_seconds: float) -> None:
-    """Called once per cluster start (see signals): resume what a dead worker left."""
-    # Every worker process of a cluster gets the signal; the first one of this
-    # cluster (same host, same parent sentinel) does the work.
-    key = f"faces:resume-on-start:{socket.gethostname()}:{os.getppid()}"
-    if cache.add(key, uuid.uuid4().hex, timeout=300):
-        resume_interrupted_runs(dt.timedelta(seconds=stale_seconds))
+def first_start_of_cluster() -> bool:
+    """True for the first worker process of this cluster to ask (same host and sentinel).
+
+    Every worker process of a cluster gets django-q's ``post_spawn``; start-up
+    work should run once per cluster.
+    """
+    key = f"faces:cluster-start:{socket.gethostname()}:{os.getppid()}"
+    return bool(cache.add(key, uuid.uuid4().hex, timeout=300))
 
 
 # --------------------------------------------------------------------------

@@ -69,13 +69,19 @@ def start_waiting_sources(sender, user, **kwargs) -> None:
 
 
 @receiver(post_spawn, dispatch_uid="faces_resume_on_worker_start")
-def resume_after_restart(sender, proc_name, **kwargs) -> None:
-    """A Redis broker loses the tasks a killed worker held: requeue them on start.
+def on_worker_start(sender, proc_name, **kwargs) -> None:
+    """Once per cluster start: make sure of the schedules, and on Redis resume lost work.
 
-    The ORM broker redelivers unacknowledged tasks itself, so this only runs
-    for Redis (and a periodic schedule backs it up for both).
+    A Redis broker loses the tasks a killed worker held; the ORM broker
+    redelivers them itself (and the every-minute schedule backs up both).
     """
-    if settings.Q_CLUSTER.get("redis"):
-        from .pipeline import resume_on_worker_start
+    from .pipeline import first_start_of_cluster, resume_interrupted_runs
+    from .schedules import ensure_schedules
 
-        resume_on_worker_start(settings.FACES_RESUME_STALE_SECONDS)
+    if not first_start_of_cluster():
+        return
+    ensure_schedules()
+    if settings.Q_CLUSTER.get("redis"):
+        import datetime as dt
+
+        resume_interrupted_runs(dt.timedelta(seconds=settings.FACES_RESUME_STALE_SECONDS))

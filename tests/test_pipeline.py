@@ -217,3 +217,18 @@ def test_import_command_creates_user_and_queues(db, fixtures_dir, capsys, django
     out = capsys.readouterr().out
     assert out.startswith("run ") and "Queued" in out
     assert OrmQ.objects.count() == 1
+
+
+def test_worker_start_puts_back_missing_schedules(db):
+    from django_q.models import Schedule
+
+    from indexing.schedules import ensure_schedules
+
+    Schedule.objects.all().delete()
+    ensure_schedules()
+    ensure_schedules()
+    names = set(Schedule.objects.values_list("name", flat=True))
+    assert {"Resume interrupted indexing runs", "Sync Instagram accounts", "Refresh Instagram tokens",
+            "Delete face data of inactive accounts"} <= names
+    assert Schedule.objects.count() == len(names)
+    assert Schedule.objects.get(func="indexing.pipeline.resume_interrupted_runs").minutes == 1
