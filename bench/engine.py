@@ -68,12 +68,10 @@ _engine: local.LocalEngine | None = None
 
 
 def _init_worker(threads: int) -> None:
-    import cv2
-
     global _engine
+    local.set_threads(threads)  # before the models load: their sessions take it
     _engine = local.LocalEngine()
     local.models()
-    cv2.setNumThreads(threads)
 
 
 def _index_one(data: bytes) -> int:

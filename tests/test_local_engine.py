@@ -237,6 +237,73 @@ def test_models_come_verified_from_the_pinned_package(tmp_path):
         local.Models(tmp_path)  # the recognizer is tampered with
 
 
+@pytest.mark.parametrize("path", ["groups/multiface.jpg", "groups/two_people.jpg", "noface/dogs.jpg"])
+def test_detection_matches_opencvs_own_yunet(path):
+    """onnxruntime + our decoding give what cv2.FaceDetectorYN gives for the same file."""
+    cv2 = pytest.importorskip("cv2")
+    pixels = np.asarray(decode_image(read(path), max_side=local.ALIGN_SIDE).image)
+    scale = local.DETECT_SIDE / max(pixels.shape[:2])
+    size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+    bgr = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+    name, _ = local.MODELS["detector"]
+    reference = cv2.FaceDetectorYN.create(
+        str(local.model_dir() / name), "", size, local.CANDIDATE_SCORE, local.NMS_THRESHOLD, local.TOP_K
+    ).detect(bgr)[1]
+    reference = np.zeros((0, 15), np.float32) if reference is None else reference
+    ours = local.models().detect(bgr)
+    assert len(ours) == len(reference) > 0
+    order = lambda rows: rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # noqa: E731
+    assert np.allclose(order(ours), order(reference), atol=1e-3)
+
+
+def test_alignment_and_embedding_match_opencvs_own_sface():
+    """The same aligned pixels (bar rounding) and the same 128 numbers as cv2.FaceRecognizerSF."""
+    cv2 = pytest.importorskip("cv2")
+    name, _ = local.MODELS["recognizer"]
+    reference = cv2.FaceRecognizerSF.create(str(local.model_dir() / name), "")
+    engine = local.models()
+    for path in ("people/barack_obama/1.jpg", "groups/two_people.jpg", "people/joe_biden/2.jpg"):
+        pixels = np.asarray(decode_image(read(path), max_side=local.ALIGN_SIDE).image)
+        for row in local._find_faces(engine, pixels):
+            crop, x0, y0 = local._square_crop(pixels, row, 2.0)
+            shifted = row.copy()
+            shifted[0:14:2] -= x0
+            shifted[1:14:2] -= y0
+            bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+            theirs = reference.alignCrop(bgr, shifted)
+            transform = local.similarity_transform(
+                shifted[4:14].reshape(5, 2).astype(np.float64), local.ARCFACE_POINTS
+            )
+            ours = cv2.warpAffine(bgr, transform, (112, 112), flags=cv2.INTER_LINEAR)
+            assert np.mean(np.abs(ours.astype(int) - theirs)) < 0.01
+            expected = reference.feature(theirs).reshape(-1)
+            expected /= np.linalg.norm(expected)
+            assert float(engine.embed(theirs) @ expected) > 0.9999
+
+
+def test_similarity_transform_recovers_a_known_one():
+    rng = np.random.default_rng(3)
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    source = rng.uniform(0, 100, (5, 2))
+    target = source @ (scale * rotation).T + shift
+    transform = local.similarity_transform(source, target)
+    assert np.allclose(transform[:, :2], scale * rotation) and np.allclose(transform[:, 2], shift)
+    mirrored = local.similarity_transform(source, target * [-1, 1])  # never a reflection
+    assert np.linalg.det(mirrored[:, :2]) > 0
+
+
+def test_dequantize_per_tensor_per_axis_and_per_block():
+    quantized = np.arange(-6, 6, dtype=np.int8).reshape(2, 6)
+    assert np.array_equal(local._dequantize(quantized, np.array(0.5, np.float32)), quantized * 0.5)
+    per_row = local._dequantize(quantized, np.array([1.0, 2.0], np.float32), np.array([0, 1], np.int8), axis=0)
+    assert np.array_equal(per_row, [[-6, -5, -4, -3, -2, -1], [-2, 0, 2, 4, 6, 8]])
+    blocks = local._dequantize(quantized, np.array([[1.0, 10.0], [2.0, 20.0]], np.float32), axis=1, block_size=4)
+    assert np.array_equal(blocks, [[-6, -5, -4, -3, -20, -10], [0, 2, 4, 6, 80, 100]])
+    # A block size with one scale, as in YuNet's file, is per tensor.
+    assert np.array_equal(local._dequantize(quantized, np.array([3.0], np.float32), block_size=64), quantized * 3.0)
+
+
 # --------------------------------------------------------------------------
 # Search through the database, two tenants
 

