@@ -208,13 +208,16 @@ def read_verified(path: Path, expected_sha256: str) -> bytes:
 
 
 class Models:
-    """YuNet and SFace of one process, run by onnxruntime. Sessions are not shared: use ``lock``.
+    """YuNet and SFace of one process, run by onnxruntime.
 
     OpenCV 4.14 runs the same files (``cv2.FaceDetectorYN``, ``FaceRecognizerSF``)
     but expands their block-quantized int8 weights again at every call. Here
-    they are expanded once, at load (``_session``): on one thread SFace takes
-    9 ms a face instead of 22, YuNet 2.9 ms a 1080 px photo instead of 7.5, with
-    the same outputs (boxes within 1e-3 px, embeddings at cosine > 0.9999).
+    they are expanded once, at load, and SFace's PRelu is rewritten (``_session``):
+    on one thread SFace takes 9 ms a face instead of 22, YuNet 2.9 ms a 1080 px
+    photo instead of 7.5, with the same outputs (boxes within 1e-3 px,
+    embeddings at cosine > 0.9999). The sessions are thread-safe; ``lock`` still
+    keeps a process to one analysis at a time, so a web process's threads queue
+    for the core instead of oversubscribing it.
     """
 
     def __init__(self, folder: Path | None = None, threads: int = 1):
@@ -253,8 +256,8 @@ def _session(model: bytes, threads: int, dynamic_size: bool = False):
     which onnxruntime would require at every call: dropped. Their int8 weights
     are expanded to float32 once here, not at every call, and some use a block
     size with a single scale, which onnxruntime refuses. PRelu is split into
-    faster operators. ``dynamic_size`` frees
-    YuNet's fixed 640x640 input so that any padded size runs.
+    faster operators. ``dynamic_size`` frees YuNet's fixed 640x640 input so
+    that any padded size runs.
     """
     import onnx
     import onnxruntime
