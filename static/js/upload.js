@@ -10,6 +10,7 @@
     count.textContent = n ? ` — ${n} photo${n === 1 ? "" : "s"} selected` : "";
   };
   input.addEventListener("change", show);
+  show(); // files chosen before this deferred script ran (or restored by the browser)
   ["dragenter", "dragover"].forEach((type) => zone.addEventListener(type, (event) => {
     event.preventDefault();
     zone.classList.add("over");
