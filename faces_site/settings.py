@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -48,10 +49,18 @@ def _secret_key() -> str:
         return env("SECRET_KEY")
     key_file = FACES_DATA_DIR / "secret_key"
     if not key_file.exists():
-        key = secrets.token_urlsafe(50)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
+        # Written aside (mode 0600), then linked into place: processes starting
+        # at once on a new data folder (web and worker) all get the one whole key.
+        fd, aside = tempfile.mkstemp(dir=FACES_DATA_DIR, prefix=".secret_key-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+            try:
+                os.link(aside, key_file)
+            except FileExistsError:
+                pass  # another process was first: use its key
+        finally:
+            os.unlink(aside)
     return key_file.read_text().strip()
 
 

@@ -185,6 +185,21 @@ def test_embedded_default_generates_the_secret_key_once(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
+def test_a_secret_key_written_by_another_process_meanwhile_is_used(tmp_path, monkeypatch):
+    """Web and worker start at once on a new data folder: the second one to write keeps the first's key."""
+    from pathlib import Path
+
+    from faces_site import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "FACES_DATA_DIR", tmp_path)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    (tmp_path / "secret_key").write_text("the-other-process-key")
+    # The other process created the file after this one looked for it.
+    monkeypatch.setattr(Path, "exists", lambda self: False)
+    assert settings_module._secret_key() == "the-other-process-key"
+    assert [path.name for path in tmp_path.iterdir()] == ["secret_key"]  # nothing left aside
+
+
 def test_environment_switches_to_postgres_redis_and_s3(tmp_path):
     env = {
         **os.environ,
