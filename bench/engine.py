@@ -13,20 +13,11 @@ import argparse
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = tempfile.mkdtemp(prefix="faces-bench-")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faces_site.settings")
-os.environ["FACES_DATA_DIR"] = TMP
-os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{TMP}/bench.sqlite3")
+from harness import FIXTURES, throwaway_django
 
-import django  # noqa: E402
-
-django.setup()
+throwaway_django("faces-bench-")
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -35,7 +26,6 @@ from indexing.engines import local  # noqa: E402
 from indexing.images import decode_image, encode_jpeg  # noqa: E402
 from indexing.thumbnails import face_thumbnail  # noqa: E402
 
-FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
 LONG_SIDE = 1080
 
 

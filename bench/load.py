@@ -42,9 +42,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
+from harness import FIXTURES, ROOT
+
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 MATCHES = re.compile(r"(\d+) photos?, best match first")
 

@@ -28,22 +28,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = tempfile.mkdtemp(prefix="faces-bench-people-")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faces_site.settings")
-os.environ["FACES_DATA_DIR"] = TMP
-os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{TMP}/bench.sqlite3")
-os.environ["FACES_ENGINE"] = "local"
+from harness import FIXTURES, throwaway_django
 
-import django  # noqa: E402
-
-django.setup()
+throwaway_django("faces-bench-people-", FACES_ENGINE="local")
 
 import numpy as np  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -54,7 +43,6 @@ from indexing import people  # noqa: E402
 from indexing.engines import local  # noqa: E402
 from indexing.models import Face, Person, Photo, Post, Source  # noqa: E402
 
-FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
 DIM = 128
 
 

@@ -19,27 +19,16 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = Path(tempfile.mkdtemp(prefix="faces-bench-pipeline-"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faces_site.settings")
-os.environ["FACES_DATA_DIR"] = str(TMP)
-os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{TMP}/bench.sqlite3")
-os.environ.pop("REDIS_URL", None)
+from harness import FIXTURES, ROOT, throwaway_django
 
-import django  # noqa: E402
-
-django.setup()
+TMP = throwaway_django("faces-bench-pipeline-")
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from PIL import Image  # noqa: E402
 
-FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
 
 
 def make_photos(count: int) -> list[tuple[str, bytes]]:

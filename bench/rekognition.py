@@ -31,8 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import FIXTURES
 
 
 def setup_django(data_dir: str, migrate: bool = True) -> None:
@@ -71,10 +70,9 @@ def serve_fake(conn, data_dir: str, mode: str, latency_ms: float, files: list[st
 
 
 def photos(count: int) -> list[tuple[str, Path]]:
-    fixtures = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
-    files = sorted((fixtures / "people").rglob("*.jpg")) + sorted((fixtures / "groups").glob("*.jpg"))
+    files = sorted((FIXTURES / "people").rglob("*.jpg")) + sorted((FIXTURES / "groups").glob("*.jpg"))
     if not files:
-        sys.exit(f"no fixture photos under {fixtures}")
+        sys.exit(f"no fixture photos under {FIXTURES}")
     return [(f"bench/{i}/{files[i % len(files)].name}", files[i % len(files)]) for i in range(count)]
 
 

@@ -22,29 +22,17 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TMP = Path(tempfile.mkdtemp(prefix="faces-bench-web-"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faces_site.settings")
-os.environ["FACES_DATA_DIR"] = str(TMP)
-os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{TMP}/bench.sqlite3")
-os.environ.pop("REDIS_URL", None)
+from harness import FIXTURES, ROOT, throwaway_django
 
-import django  # noqa: E402
-
-django.setup()
+throwaway_django("faces-bench-web-")
 
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
 EMAIL, PASSWORD = "bench@example.com", "bench-password-9f8e"
 
 

@@ -1,0 +1,36 @@
+"""What the bench scripts share: the repository's path, the fixtures, a throwaway Django.
+
+Scripts run as ``.venv/bin/python bench/<name>.py``, so this folder is on
+``sys.path`` and ``from harness import ...`` finds this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(os.environ.get("FACES_FIXTURES", ROOT.parent / "shared" / "fixtures" / "faces"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def throwaway_django(prefix: str, **environ: str) -> Path:
+    """Set Django up on a new temporary data folder, never on real data; returns the folder.
+
+    The database is a SQLite file in that folder unless ``BENCH_DATABASE_URL``
+    names another (it is migrated and written to); the broker and cache are the
+    embedded ones (``REDIS_URL`` is ignored). ``environ`` adds settings.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faces_site.settings")
+    os.environ["FACES_DATA_DIR"] = str(data_dir)
+    os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{data_dir}/bench.sqlite3")
+    os.environ.pop("REDIS_URL", None)
+    os.environ.update(environ)
+    import django
+
+    django.setup()
+    return data_dir
