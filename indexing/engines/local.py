@@ -47,12 +47,12 @@ passes and no different-person pair does: 0.363 sits in the fixtures' gap.
 
 Search: one query reads the owner's ``FaceCollection.version``; the owner's
 matrix (N x 128 float32) is cached per process until that version moves, and
-searched with one matrix-vector product (about 3-4 ms at 100k faces, memory
-bound). Tenants never share a matrix.
+searched with one matrix-vector product (about 1 ms at 100k faces on the dev
+machine, memory bound). Tenants never share a matrix.
 
 Cost on the 2-core dev machine, one thread, per 1080 px photo of the fixtures
-(1.26 faces each; ``bench/engine.py``): decode 2.4 ms, detect and verify 5.7,
-embed 22.0 (SFace, ~17 ms a face, dominates), store 2.1.
+(1.26 faces each; ``bench/engine.py``): decode 2.4 ms, detect and verify 5.9,
+embed 13.6 (SFace, ~9 ms a face, dominates), store 2.1.
 """
 
 from __future__ import annotations
@@ -406,9 +406,10 @@ _threads = 1
 def set_threads(count: int | None = None) -> None:
     """Threads for the models, OpenCV and numpy's OpenBLAS here: ``FACES_ENGINE_THREADS``, 1.
 
-    One each: two single-threaded worker processes index ~1.3x faster than one
-    process with two threads, and a two-threaded BLAS product waits for the other
-    core whenever it is busy (10k faces: 0.15 ms alone, 12 ms beside a busy process).
+    One each: two single-threaded worker processes index ~2.4x faster than one
+    process with two threads (72 vs 30 photos/s), and a two-threaded BLAS
+    product waits for the other core whenever it is busy (10k faces: 0.15 ms
+    alone, 12 ms beside a busy process).
     """
     global _threads_set, _threads
     count = count or int(getattr(settings, "FACES_ENGINE_THREADS", 1))
