@@ -7,7 +7,7 @@ thresholds and people grouping never care which engine runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 
 class EngineError(Exception):
@@ -94,20 +94,105 @@ class ImageSearch:
         return len(self.query_faces)
 
 
-@runtime_checkable
-class FaceEngine(Protocol):
-    name: str
+@dataclass(frozen=True)
+class PersonMatch:
+    """A person of the owner's whose faces look like a query face."""
 
-    def ensure_collection(self, owner) -> None: ...
+    person_id: int
+    similarity: float  # 0-100
 
-    def index_image(self, owner, image: bytes, external_id: str) -> IndexResult: ...
 
-    def search_by_face(self, owner, face_id: str, limit: int, threshold: float) -> list[Match]: ...
+class FaceEngine:
+    """What every face engine does, in the style of Django's session backends.
+
+    Subclasses implement the collection and face methods; the people hooks and
+    ``warm_up`` default to doing nothing. Callers ask the capabilities below,
+    never the engine's name, so a new engine is a new subclass and nothing else.
+    ``owner`` is always a user (or its primary key); an engine keeps one
+    collection per owner and never lets one owner's call reach another's faces.
+    """
+
+    #: Short name stored on ``Face.engine`` and ``FaceCollection.engine``.
+    name: str = ""
+    #: Its faces carry embeddings that the people grouping can cluster.
+    groups_faces: bool = False
+    #: ``index_image`` can read the photo from ``default_storage`` by key
+    #: (``storage_key``) instead of being sent its bytes.
+    reads_from_storage: bool = False
+
+    def warm_up(self) -> None:
+        """Load whatever is slow to load (models), once per worker process.
+
+        Called as a queue worker starts so the first job does not pay for it.
+        """
+
+    def ensure_collection(self, owner) -> None:
+        """Make sure the owner's collection exists; idempotent and cheap when it does."""
+        raise NotImplementedError
+
+    def index_image(self, owner, image: bytes, external_id: str, *, storage_key: str | None = None) -> IndexResult:
+        """Find the faces in ``image`` and add the searchable ones to the owner's collection.
+
+        ``external_id`` tags the faces with the photo they came from. Raises
+        ``ImageError`` for bytes that are not a readable image,
+        ``RetryableEngineError`` when the job should be tried again later and
+        ``EngineError`` otherwise. Faces too small or poor to search are
+        returned with ``searchable=False`` or in ``unindexed``.
+        """
+        raise NotImplementedError
+
+    def search_by_face(self, owner, face_id: str, limit: int, threshold: float) -> list[Match]:
+        """Faces of the owner similar to one of their faces, best first, the face itself left out.
+
+        At most ``limit`` matches, each with ``similarity >= threshold`` (0-100).
+        """
+        raise NotImplementedError
 
     def search_by_image(
         self, owner, image: bytes, limit: int, threshold: float, face_index: int | None = None
-    ) -> ImageSearch: ...
+    ) -> ImageSearch:
+        """Faces of the owner similar to a face of ``image``, best first.
 
-    def delete_faces(self, owner, face_ids: list[str]) -> None: ...
+        ``face_index`` picks one of ``query_faces`` (as this same call reports
+        them, largest first); without it the largest face is searched. Raises
+        ``NoFaceError`` when the image holds no face.
+        """
+        raise NotImplementedError
 
-    def delete_collection(self, owner) -> None: ...
+    def delete_faces(self, owner, face_ids: list[str]) -> None:
+        """Remove these faces from the owner's collection; unknown ids are ignored."""
+        raise NotImplementedError
+
+    def delete_collection(self, owner) -> None:
+        """Remove the owner's whole collection (face data deletion); a missing one is fine."""
+        raise NotImplementedError
+
+    # -- people hooks ------------------------------------------------------------
+    # The database is the truth about people; an engine that keeps its own notion
+    # of them (Rekognition Users) follows these. Failures are logged, never
+    # raised, and ``sync_people`` repairs what they missed.
+
+    def person_named(self, person) -> None:
+        """``person`` was named or marked "me": the engine should know them with all their faces."""
+
+    def faces_moved(self, owner, moves: list[tuple[str, int | None]], target) -> None:
+        """The user moved faces to ``target`` (a Person, or None for nobody).
+
+        ``moves`` holds ``(engine_face_id, previous person id or None)`` for each
+        moved face of this engine.
+        """
+
+    def person_removed(self, person) -> None:
+        """``person`` is no longer named (or is being deleted): forget them."""
+
+    def sync_people(self, owner) -> int:
+        """Make the engine's people match the database's named people; returns how many it checked."""
+        return 0
+
+    def search_people_by_image(self, owner, image: bytes, threshold: float, limit: int = 1) -> list[PersonMatch]:
+        """Named people of the owner whose faces look like the largest face of ``image``, best first.
+
+        Engines without a notion of people return ``[]``: callers then decide
+        from the face matches alone.
+        """
+        return []
