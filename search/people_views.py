@@ -18,6 +18,8 @@ from accounts.decorators import consent_required, safe_next
 from indexing import people
 from indexing.models import Face, Person
 
+from . import people_undo as undo
+
 PEOPLE_PER_PAGE = 120
 PHOTOS_PER_PAGE = 60
 
@@ -102,12 +104,15 @@ def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
     if other is None:
         messages.error(request, "Pick the person to merge with.")
         return redirect("person", person.pk)
+    if other.owner_id == person.owner_id and other.pk != person.pk:
+        undo.remember_merge(request, person, other)
     try:
         result = people.merge_people(person, other)
     except people.PeopleError as exc:
+        request.session.pop(undo.SESSION_KEY, None)
         messages.error(request, str(exc))
         return redirect("person", person.pk)
-    messages.success(request, f"Merged: {result} now has {people.photo_count(result)} photos.")
+    messages.success(request, f"Merged: {result} now has {people.photo_count(result)} photos.", extra_tags="undo")
     return redirect("person", result.pk)
 
 
@@ -123,14 +128,16 @@ def person_move(request: HttpRequest, person_id: int) -> HttpResponse:
     if target is None and choice not in ("new", "none"):
         messages.error(request, "Pick where the selected photos go.")
         return redirect("person", person.pk)
+    undo.remember_move(request, person, face_ids)
     try:
         result = people.move_faces(person, face_ids, target, new_name=new_name)
     except people.PeopleError as exc:
+        request.session.pop(undo.SESSION_KEY, None)
         messages.error(request, str(exc))
         return redirect("person", person.pk)
     count = len(face_ids)
     where = f"to {result}" if result is not None else "out of this person"
-    messages.success(request, f"Moved {count} photo{'s' if count != 1 else ''} {where}.")
+    messages.success(request, f"Moved {count} photo{'s' if count != 1 else ''} {where}.", extra_tags="undo")
     if Person.objects.filter(pk=person.pk).exists():
         return redirect("person", person.pk)
     return redirect("person", result.pk) if result is not None else redirect("people")
@@ -178,3 +185,16 @@ def people_group(request: HttpRequest) -> HttpResponse:
     messages.success(request, "Grouping your new faces; refresh in a minute.")
     return redirect("people")
 
+
+
+@consent_required
+@require_POST
+def people_undo(request: HttpRequest) -> HttpResponse:
+    """Undo the last move or merge (the Undo button of its message)."""
+    try:
+        person = undo.undo_last(request)
+    except people.PeopleError as exc:
+        messages.error(request, str(exc))
+        return redirect("people")
+    messages.success(request, f"Undone: {person} has {people.photo_count(person)} photos again." if person else "Undone.")
+    return redirect("person", person.pk) if person else redirect("people")
