@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -66,7 +67,7 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
     faces = (
         Face.objects.filter(owner=request.user, person=person)
         .select_related("photo__post")
-        .order_by("-photo__post__timestamp", "-photo_id", "-pk")
+        .order_by(F("photo__post__timestamp").desc(nulls_last=True), "-photo_id", "-pk")
     )
     page = Paginator(faces, PHOTOS_PER_PAGE).get_page(request.GET.get("page"))
     return render(

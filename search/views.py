@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -197,7 +198,7 @@ def gallery_all(request: HttpRequest) -> HttpResponse:
     faces = (
         Face.objects.filter(owner=request.user, searchable=True)
         .select_related("person")
-        .order_by("-photo__post__timestamp", "-id")
+        .order_by(F("photo__post__timestamp").desc(nulls_last=True), "-id")
     )
     page = Paginator(faces, 120).get_page(request.GET.get("page"))
     return render(
