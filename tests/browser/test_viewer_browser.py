@@ -55,6 +55,15 @@ def assert_boxes_on(measured: dict, expected: list[list[float]], tolerance: floa
         assert all(abs(g - w) < tolerance for g, w in zip(got, want)), (got, want)
 
 
+def swipe(page, selector: str, dx: int) -> None:
+    """A horizontal one-finger swipe of ``dx`` px, as a touch screen sends it."""
+    page.locator(selector).evaluate("""(el, dx) => {
+      const touch = (x) => new Touch({identifier: 1, target: el, clientX: x, clientY: 300});
+      el.dispatchEvent(new TouchEvent("touchstart", {touches: [touch(200)], changedTouches: [touch(200)], bubbles: true}));
+      el.dispatchEvent(new TouchEvent("touchend", {touches: [], changedTouches: [touch(200 + dx)], bubbles: true}));
+    }""", dx)
+
+
 def load(user, tmp_path, files: dict[str, object]) -> None:
     library = tmp_path / "library"
     library.mkdir(exist_ok=True)
@@ -106,6 +115,10 @@ def test_viewer_boxes_keyboard_and_the_face_page_photo(page, live_server, tmp_pa
     expect(dialog).to_have_attribute("data-loaded", ids[1])
     expect(page.locator("#lightbox-count")).to_have_text(f"Photo 2 of {len(ids)}")
     page.keyboard.press("ArrowLeft")
+    expect(dialog).to_have_attribute("data-loaded", ids[0])
+    swipe(page, "#lightbox", -120)  # a swipe to the left shows the next photo
+    expect(dialog).to_have_attribute("data-loaded", ids[1])
+    swipe(page, "#lightbox", 120)
     expect(dialog).to_have_attribute("data-loaded", ids[0])
     # Each box opens the face's similar photos; the list under the photo names its person.
     face = photo.faces.first()
