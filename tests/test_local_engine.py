@@ -357,6 +357,24 @@ def test_the_local_engine_is_registered(settings):
     assert isinstance(get_engine(), LocalEngine)
 
 
+def test_a_starting_worker_warms_the_configured_engine_up(settings, monkeypatch):
+    from indexing.signals import load_engine_on_worker_start
+
+    settings.FACES_ENGINE = "local"
+    assert get_engine().groups_faces and not get_engine().reads_from_storage
+    monkeypatch.setattr(runtime, "_models", None)
+    load_engine_on_worker_start(sender=None, proc_name="Process-1")
+    assert isinstance(runtime._models, runtime.FaceModels)
+
+
+def test_box_iou():
+    box = base.Box(0.1, 0.1, 0.2, 0.2)
+    assert box.iou(box) == pytest.approx(1.0)
+    assert box.iou(base.Box(0.2, 0.1, 0.2, 0.2)) == pytest.approx(1 / 3)  # half overlaps: 0.02 / 0.06
+    assert box.iou(base.Box(0.5, 0.5, 0.1, 0.1)) == 0.0
+    assert base.Box(0, 0, 0, 0).iou(base.Box(0, 0, 0, 0)) == 0.0
+
+
 @pytest.mark.django_db
 def test_index_image_returns_faces_and_writes_nothing(engine, user):
     engine.ensure_collection(user)
