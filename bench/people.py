@@ -40,7 +40,8 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from indexing import people  # noqa: E402
-from indexing.engines import local  # noqa: E402
+from indexing.engines.local.runtime import set_threads  # noqa: E402
+from indexing.engines.local.vectors import cosine_from_similarity  # noqa: E402
 from indexing.models import Face, Person, Photo, Post, Source  # noqa: E402
 
 DIM = 128
@@ -115,7 +116,7 @@ def fixtures_figures() -> None:
     matrix = np.stack([np.frombuffer(bytes(face.embedding), dtype=np.float32) for face in faces])
     sweep = []
     for similarity in (70, 80, 86, 90, 93, 96, 98, 98.5, 99):
-        labels = people.cluster(matrix, min_cosine=local.cosine_from_similarity(similarity))
+        labels = people.cluster(matrix, min_cosine=cosine_from_similarity(similarity))
         p, r = people.pairwise_scores(truth, labels)
         sweep.append(f"{similarity:g}: {p:.2f}/{r:.2f}")
     print("  threshold sweep (similarity: precision/recall): " + ", ".join(sweep))
@@ -147,7 +148,7 @@ def synthetic_figures(faces: int, centres: int, sweep: bool = False) -> None:
     if sweep:
         rows = []
         for similarity in (80, 90, 93, 96, 98):
-            labels = people.cluster(vectors, min_cosine=local.cosine_from_similarity(similarity))
+            labels = people.cluster(vectors, min_cosine=cosine_from_similarity(similarity))
             p, r = people.pairwise_scores(identity.tolist(), labels)
             rows.append(f"{similarity:g}: {p:.4f}/{r:.4f}")
         print("  threshold sweep (similarity: precision/recall): " + ", ".join(rows))
@@ -183,7 +184,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also sweep the threshold on the synthetic library")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    local.set_threads(int(getattr(settings, "FACES_ENGINE_THREADS", 1)))
+    set_threads(int(getattr(settings, "FACES_ENGINE_THREADS", 1)))
     print(f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
           f"{settings.FACES_ENGINE_THREADS} BLAS thread(s), {os.cpu_count()} cores")
     if not args.skip_fixtures:
