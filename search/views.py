@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import consent_required
 from accounts.models import has_face_consent
+from faces_site.http import wants_json
 from faces_site.ratelimit import rate_limit
 from indexing.engines.base import EngineError, NoFaceError
 from indexing.images import ImageError, decode_image, encode_jpeg
@@ -76,7 +77,7 @@ def forget_queries(user) -> None:
 @rate_limit("search", methods=("POST",))
 def search(request: HttpRequest) -> HttpResponse:
     """The search page; a POSTed photo (upload or selfie) is kept briefly and searched."""
-    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    as_json = wants_json(request)
     error = ""
     if request.method == "POST":
         upload = request.FILES.get("image")
@@ -95,10 +96,10 @@ def search(request: HttpRequest) -> HttpResponse:
                 url = reverse("search_results", args=[query_id])
                 if request.POST.get("threshold"):
                     url += f"?threshold={request.POST['threshold']}"
-                if wants_json:
+                if as_json:
                     return JsonResponse({"redirect": url})
                 return redirect(url)
-        if wants_json:
+        if as_json:
             return JsonResponse({"error": error}, status=400)
     return render(
         request,
