@@ -76,20 +76,14 @@ def error_of(resp: requests.Response) -> InstagramError:
     if not isinstance(data, dict):
         return InstagramError(resp.status_code)
     nested = data.get("error")
-    if isinstance(nested, dict):
-        return InstagramError(
-            resp.status_code,
-            code=_int(nested.get("code")),
-            subcode=_int(nested.get("error_subcode")),
-            kind=str(nested.get("type") or ""),
-            message=str(nested.get("message") or ""),
-        )
     if isinstance(nested, str):
         return InstagramError(resp.status_code, kind=nested, message=str(data.get("error_description") or ""))
+    graph = isinstance(nested, dict)
+    fields = nested if graph else data
     return InstagramError(
         resp.status_code,
-        code=_int(data.get("code")),
-        subcode=_int(data.get("error_subcode")),
-        kind=str(data.get("error_type") or ""),
-        message=str(data.get("error_message") or ""),
+        code=_int(fields.get("code")),
+        subcode=_int(fields.get("error_subcode")),
+        kind=str(fields.get("type" if graph else "error_type") or ""),
+        message=str(fields.get("message" if graph else "error_message") or ""),
     )
