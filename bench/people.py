@@ -53,7 +53,7 @@ def make_user(email: str):
     from accounts.models import FaceConsent
 
     user = get_user_model().objects.create_user(username=email.split("@")[0], email=email, password="x-bench-9")
-    FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+    FaceConsent.objects.record(user)
     return user
 
 
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also sweep the threshold on the synthetic library")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    set_threads(int(getattr(settings, "FACES_ENGINE_THREADS", 1)))
+    set_threads(settings.FACES_ENGINE_THREADS)
     print(f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
           f"{settings.FACES_ENGINE_THREADS} BLAS thread(s), {os.cpu_count()} cores")
     if not args.skip_fixtures:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from indexing import people
+from indexing.management.users import command_user
 
 
 class Command(BaseCommand):
@@ -23,9 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON summary object")
 
     def handle(self, *args, **options):
-        user = get_user_model().objects.filter(email__iexact=options["user"]).first()
-        if user is None:
-            raise CommandError(f"Unknown user {options['user']}.")
+        user = command_user(options["user"])
         report = people.regroup(user.pk) if options["full"] else people.group_new_faces(user.pk)
         summary = {
             "user": user.email,
