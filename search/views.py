@@ -21,6 +21,7 @@ from indexing.engines.base import EngineError, NoFaceError
 from indexing.images import ImageError, decode_image, encode_jpeg
 from indexing.media import ensure_rendition, serve_stored
 from indexing.models import Face, IndexRun, Photo, Source
+from indexing.people.queries import person_hint
 
 from .services import search_by_face, search_by_image
 
@@ -145,9 +146,7 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
 
 
 def _named_person(owner, matches, image: bytes, threshold: float):
-    """The named person the best matches belong to, to say "This looks like Mom" (see indexing.people)."""
-    from indexing.people import person_hint
-
+    """The named person the best matches belong to, to say "This looks like Mom"."""
     return person_hint(owner, matches, image=image, threshold=threshold)
 
 

@@ -1,4 +1,4 @@
-"""Group a user's faces into people now, or repair their Rekognition Users."""
+"""Group a user's faces into people now, or repair the engine's copy of their people (Rekognition Users)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from indexing import people
+from indexing.engines import get_engine
+from indexing.people import grouping
 
 
 class Command(BaseCommand):
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(email__iexact=options["user"]).first()
         if user is None:
             raise CommandError(f"Unknown user {options['user']}.")
-        report = people.regroup(user.pk) if options["full"] else people.group_new_faces(user.pk)
+        report = grouping.regroup(user.pk) if options["full"] else grouping.group_new_faces(user.pk)
         summary = {
             "user": user.email,
             "faces": report.faces,
@@ -39,7 +40,8 @@ class Command(BaseCommand):
             "skipped": report.skipped,
         }
         if options["users"]:
-            summary["rekognition_users"] = people.sync_rekognition_users(user)
+            # The key keeps its name: it is part of the command's JSON output.
+            summary["rekognition_users"] = get_engine().sync_people(user)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
         elif report.skipped:
