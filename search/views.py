@@ -22,7 +22,7 @@ from indexing.engines.base import EngineError, NoFaceError
 from indexing.images import ImageError, decode_image, encode_jpeg
 from indexing.media import ensure_rendition, serve_stored
 from indexing.models import Face, IndexRun, Photo, Source
-from indexing.people import person_hint
+from indexing.people.queries import person_hint
 
 from .services import search_by_face, search_by_image
 
@@ -147,7 +147,7 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
 
 
 def _named_person(owner, matches, image: bytes, threshold: float):
-    """The named person the best matches belong to, to say "This looks like Mom" (see indexing.people)."""
+    """The named person the best matches belong to, to say "This looks like Mom"."""
     return person_hint(owner, matches, image=image, threshold=threshold)
 
 

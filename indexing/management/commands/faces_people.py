@@ -1,4 +1,4 @@
-"""Group a user's faces into people now, or repair their Rekognition Users."""
+"""Group a user's faces into people now, or repair the engine's copy of their people (Rekognition Users)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from indexing import people
+from indexing.engines import get_engine
 from indexing.management.users import command_user
+from indexing.people import grouping
 
 
 class Command(BaseCommand):
@@ -24,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         user = command_user(options["user"])
-        report = people.regroup(user.pk) if options["full"] else people.group_new_faces(user.pk)
+        report = grouping.regroup(user.pk) if options["full"] else grouping.group_new_faces(user.pk)
         summary = {
             "user": user.email,
             "faces": report.faces,
@@ -37,7 +38,8 @@ class Command(BaseCommand):
             "skipped": report.skipped,
         }
         if options["users"]:
-            summary["rekognition_users"] = people.sync_rekognition_users(user)
+            # The key keeps its name: it is part of the command's JSON output.
+            summary["rekognition_users"] = get_engine().sync_people(user)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
         elif report.skipped:
