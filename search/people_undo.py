@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from indexing import people
+from indexing.people import corrections as people
 from indexing.models import Face, Person
 
 SESSION_KEY = "people_undo"
