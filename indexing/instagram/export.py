@@ -13,7 +13,8 @@ What we do about it:
 - text is UTF-8 that Instagram wrote as Latin-1 code points (``"cafÃ©"``):
   repaired when the round trip works;
 - images are recognised by their bytes (JPEG, PNG, WebP, HEIC...), never by
-  name: videos, often without an extension, are counted and skipped;
+  name: videos, often without an extension, are counted and skipped, and so are
+  symbolic links (never followed); a post without a photo says why, file by file;
 - posts come out newest first (the JSON is not strictly ordered);
 - a post's ``external_id`` is its first file's name when that is a numeric
   Instagram media id, else ``"export:" + sha256(first uri + "|" + timestamp)``
@@ -35,6 +36,7 @@ import json
 import logging
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -86,6 +88,7 @@ class ExportStats:
     unsafe: int = 0  # uris with absolute or ".." paths
     duplicates: int = 0  # posts listed twice
     damaged: int = 0  # files the ZIP cannot give back intact (bad CRC, broken deflate)
+    links: int = 0  # symbolic links in the ZIP: never followed, skipped
 
 
 def _unsafe(name: str) -> bool:
@@ -96,6 +99,11 @@ def _unsafe(name: str) -> bool:
         or "\x00" in path
         or any(part == ".." for part in path.split("/"))
     )
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    """A symbolic link stored by a Unix zip: its "content" is a path, never a photo."""
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
 
 def _is_video_container(head: bytes) -> bool:
@@ -255,16 +263,19 @@ class InstagramExport:
                 return candidate
         return None
 
-    def _image_format(self, name: str) -> str | None:
+    def _image_format(self, name: str) -> tuple[str | None, str]:
+        """The member's image format, or None and why it is not a photo we read."""
         info = self.members[name]
         head = self._read(name, SNIFF_BYTES)
         if _is_video_container(head):
-            return None
+            return None, "a video"
         fmt = sniff_format(head)
         if fmt is None and info.file_size > len(head):
             # A JPEG with large metadata blocks needs more than the head.
             fmt = sniff_format(self._read(name))
-        return fmt if fmt in SUPPORTED_FORMATS else None
+        if fmt in SUPPORTED_FORMATS:
+            return fmt, ""
+        return None, f"not a photo Faces can read ({fmt or 'unknown format'})"
 
     def iter_posts(self) -> Iterator[RemotePost]:
         """Every post, newest first; posts without a usable photo carry ``skip_reason``."""
@@ -282,27 +293,42 @@ class InstagramExport:
                 media_type="CAROUSEL_ALBUM" if len(items) > 1 else "IMAGE",
             )
             videos = 0
+            reasons: list[str] = []  # why each file that is not a photo was left out
             for item in items:
                 uri = item.get("uri")
+                label = str(uri or "a file without a name")[-80:]
                 if isinstance(uri, str) and _unsafe(uri.replace("\\", "/")):
                     self.stats.unsafe += 1
+                    reasons.append(f"{label}: an unsafe path")
                     continue
                 name = self._member_for(root, uri)
                 if name is None:
                     self.stats.missing += 1
+                    reasons.append(f"{label}: missing from the export")
                     continue
                 info = self.members[name]
+                if _is_link(info):
+                    self.stats.links += 1
+                    reasons.append(f"{label}: a link to another file, not a file")
+                    continue
                 if info.file_size > self.max_member_bytes or self._absurd_ratio(info):
                     self.stats.too_large += 1
+                    reasons.append(
+                        f"{label}: larger than {self.max_member_bytes // (1024 * 1024)} MB"
+                        if info.file_size > self.max_member_bytes
+                        else f"{label}: suspiciously compressed"
+                    )
                     continue
                 try:
-                    fmt = self._image_format(name)
+                    fmt, why = self._image_format(name)
                 except ExportError:
                     self.stats.damaged += 1  # one bad file does not spoil the export
+                    reasons.append(f"{label}: damaged in the ZIP")
                     continue
                 if fmt is None:
                     self.stats.non_images += 1
-                    videos += 1
+                    videos += why == "a video"
+                    reasons.append(f"{label}: {why}")
                     continue
                 self.stats.images += 1
                 remote.photos.append(
@@ -315,11 +341,10 @@ class InstagramExport:
             if len(items) == 1 and videos:
                 remote.media_type = "VIDEO"
             if not remote.photos:
-                remote.skip_reason = (
-                    "no photo in this post (video)"
-                    if videos
-                    else "the post's files are missing from the export"
-                )
+                if videos == len(items):
+                    remote.skip_reason = "no photo in this post (video)"
+                else:
+                    remote.skip_reason = "no photo in this post: " + "; ".join(reasons or ["no files listed"])
             self.stats.posts += 1
             yield remote
 
