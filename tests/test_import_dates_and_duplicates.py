@@ -31,6 +31,17 @@ def export_zip(path, members: dict[str, tuple[bytes, int, str]]) -> str:
     return str(path)
 
 
+def upload_undated(user, tmp_path) -> list[bytes]:
+    """Upload the fixtures without an EXIF date as photo0.jpg, photo1.jpg; their bytes."""
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    data = [(FIXTURES / name).read_bytes() for name in NO_EXIF_DATE]
+    for n, blob in enumerate(data):
+        (folder / f"photo{n}.jpg").write_bytes(blob)
+    call_command("faces_import", "--user", user.email, "--sync", str(folder))
+    return data
+
+
 def with_exif_date(data: bytes, when: str, offset: str) -> bytes:
     img = Image.open(io.BytesIO(data))
     exif = img.getexif()
@@ -56,12 +67,7 @@ def test_uploads_take_the_exif_date_or_none(tmp_path):
 
 def test_an_export_of_photos_already_uploaded_merges_and_says_so(tmp_path):
     user = make_user("twice-export@example.com")
-    folder = tmp_path / "upload"
-    folder.mkdir()
-    data = [(FIXTURES / name).read_bytes() for name in NO_EXIF_DATE]
-    for n, blob in enumerate(data):
-        (folder / f"photo{n}.jpg").write_bytes(blob)
-    call_command("faces_import", "--user", user.email, "--sync", str(folder))
+    data = upload_undated(user, tmp_path)
     assert Photo.objects.filter(owner=user, status=Photo.Status.INDEXED).count() == 2
 
     archive = export_zip(tmp_path / "export.zip", {

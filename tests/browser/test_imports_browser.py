@@ -6,24 +6,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import expect
 
 from tests.browser.conftest import login
 from tests.conftest import FIXTURES, make_user
-from tests.test_import_dates_and_duplicates import NO_EXIF_DATE, export_zip
+from tests.test_import_dates_and_duplicates import export_zip, upload_undated
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_duplicate_export_reports_each_post_and_merges_captions(page, live_server, tmp_path, start_worker, shoot):
     user = make_user("dup-export@example.com")
-    folder = tmp_path / "upload"
-    folder.mkdir()
-    data = [(FIXTURES / name).read_bytes() for name in NO_EXIF_DATE]
-    for n, blob in enumerate(data):
-        (folder / f"photo{n}.jpg").write_bytes(blob)
-    call_command("faces_import", "--user", user.email, "--sync", str(folder))
+    data = upload_undated(user, tmp_path)
     archive = export_zip(tmp_path / "instagram-export.zip", {
         "17900000000000001": (data[0], 1672531200, "New year at the lake"),
         "17900000000000002": (data[1], 1675209600, "February"),
