@@ -77,6 +77,7 @@ from ..images import decode_image
 from .base import (
     Box,
     EngineError,
+    FaceEngine,
     ImageSearch,
     IndexedFace,
     IndexResult,
@@ -737,10 +738,11 @@ def _owner_id(owner) -> int:
 # The engine
 
 
-class LocalEngine:
+class LocalEngine(FaceEngine):
     """The embedded default engine: no service, embeddings in the database."""
 
     name = ENGINE
+    groups_faces = True
 
     def __init__(self) -> None:
         megabytes = int(getattr(settings, "FACES_LOCAL_CACHE_MB", 1024))

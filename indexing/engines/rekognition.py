@@ -39,6 +39,7 @@ from ..images import DecodedImage, ImageError, decode_image, encode_jpeg
 from .base import (
     Box,
     EngineError,
+    FaceEngine,
     ImageSearch,
     IndexedFace,
     IndexResult,
@@ -259,7 +260,7 @@ def _client_for(region: str, endpoint: str | None, max_attempts: int):
     return client
 
 
-class RekognitionEngine:
+class RekognitionEngine(FaceEngine):
     """Faces indexed and searched by Amazon Rekognition, one collection per user."""
 
     name = "rekognition"

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from indexing.models import Source
+from indexing.pipeline.queue import REFRESH_INSTAGRAM_TOKENS
 from indexing.sources import SourceError, TokenExpired
 
 from .client import refresh_long_lived_token
@@ -24,7 +25,7 @@ from .client import refresh_long_lived_token
 logger = logging.getLogger(__name__)
 
 PROVIDER = "instagram_login"
-REFRESH_TASK = "indexing.instagram.tokens.refresh_expiring_tokens"
+REFRESH_TASK = REFRESH_INSTAGRAM_TOKENS
 SCHEDULE_NAME = "Refresh Instagram tokens"
 REFRESH_WITHIN = dt.timedelta(days=20)  # refresh tokens expiring within this window
 MIN_AGE = dt.timedelta(days=1)  # Instagram refuses to refresh younger tokens
