@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import consent_required
@@ -19,7 +18,7 @@ from .deletion import delete_face_data
 from .forms import ExportUploadForm, PhotoUploadForm
 from .imports import check_export, import_export_zip, import_uploads
 from .instagram.export import ExportError
-from .models import Face, IndexRun, Person, Photo, Post, Source
+from .models import Face, IndexRun, Person, Photo, Source
 
 
 @consent_required

@@ -15,6 +15,7 @@ import logging
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.db import transaction
 from django.utils import timezone
+from django_q.models import Schedule
 
 from indexing.models import Source
 from indexing.pipeline.queue import REFRESH_INSTAGRAM_TOKENS
@@ -120,8 +121,6 @@ def clear_needs_reconnect(sender=None, request=None, sociallogin=None, **kwargs)
 
 def ensure_schedules() -> None:
     """Create or update the daily refresh schedule (idempotent; the migration does the same)."""
-    from django_q.models import Schedule
-
     Schedule.objects.update_or_create(
         name=SCHEDULE_NAME,
         defaults={"func": REFRESH_TASK, "schedule_type": Schedule.DAILY, "repeats": -1},
