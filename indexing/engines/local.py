@@ -495,9 +495,18 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
     Raises ``indexing.images.ImageError`` for anything that is not a readable image.
     """
     decoded = decode_image(data, max_side=ALIGN_SIDE)
-    pixels = np.asarray(decoded.image)
-    height, width = pixels.shape[:2]
-    scale = decoded.width / width  # decoded -> original pixels
+    return analyze_pixels(np.asarray(decoded.image), decoded.width, decoded.height, embed)
+
+
+def analyze_pixels(pixels: np.ndarray, width: int, height: int, embed: bool = True) -> Analysis:
+    """``analyze`` for pixels already decoded (a video frame): upright RGB, original size given."""
+    if max(pixels.shape[:2]) > ALIGN_SIDE:
+        factor = ALIGN_SIDE / max(pixels.shape[:2])
+        pixels, _, _ = _shrink(
+            pixels, max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor))
+        )
+    rows_px, cols_px = pixels.shape[:2]
+    scale = width / cols_px  # decoded -> original pixels
     faces = []
     engine = models()
     with engine.lock:
@@ -508,7 +517,7 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
                 box=_relative_box(row, pixels.shape),
                 confidence=round(float(row[14]) * 100, 2),
                 landmarks=[
-                    [_clip(row[4 + 2 * i] / width), _clip(row[5 + 2 * i] / height)] for i in range(5)
+                    [_clip(row[4 + 2 * i] / cols_px), _clip(row[5 + 2 * i] / rows_px)] for i in range(5)
                 ],
                 quality=_quality(aligned, side),
                 searchable=side >= MIN_FACE_PX,
@@ -517,7 +526,7 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
             if embed and face.searchable:
                 face.embedding = engine.embed(aligned)
             faces.append(face)
-    return Analysis(width=decoded.width, height=decoded.height, faces=faces, pixels=pixels)
+    return Analysis(width=width, height=height, faces=faces, pixels=pixels)
 
 
 def _find_faces(engine: Models, pixels: np.ndarray) -> list[np.ndarray]:
@@ -741,6 +750,7 @@ class LocalEngine:
     """The embedded default engine: no service, embeddings in the database."""
 
     name = ENGINE
+    indexes_video = True
 
     def __init__(self) -> None:
         megabytes = int(getattr(settings, "FACES_LOCAL_CACHE_MB", 1024))
@@ -772,6 +782,16 @@ class LocalEngine:
         ]
         # The decoded pixels go along: the pipeline cuts thumbnails from them, no second decode.
         return IndexResult(faces=faces, width=analysis.width, height=analysis.height, image=analysis.image)
+
+    def index_video(self, owner, video, external_id: str, *, poster: bytes | None = None) -> IndexResult:
+        """Tracks of the video's sampled frames; the caller writes the rows, as for photos."""
+        from . import local_video
+
+        cover = None
+        if poster:
+            decoded = decode_image(poster, max_side=ALIGN_SIDE)
+            cover = np.asarray(decoded.image)
+        return local_video.index_video(video, analyze_pixels, poster=cover)
 
     def search_by_face(self, owner, face_id: str, limit: int, threshold: float) -> list[Match]:
         """Faces like one of the owner's faces, without that face itself."""
