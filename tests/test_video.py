@@ -106,7 +106,7 @@ def test_tracker_keeps_two_people_apart_and_merges_a_return():
         sightings = []
         if second < 4 or second >= 7:  # Alice leaves and comes back elsewhere
             x = 0.1 if second < 4 else 0.6
-            sightings.append(Sighting(second, Box(x, 0.2, 0.2, 0.3), _near(alice, 100 + second), 70, 99))
+            sightings.append(Sighting(second, Box(x, 0.2, 0.2, 0.3), _near(alice, 100 + second, 0.6), 70, 99))
         if 2 <= second < 6:
             sightings.append(Sighting(second, Box(0.5, 0.2, 0.2, 0.3), _near(bob, 200 + second), 60, 99))
         tracker.add_frame(sightings)
@@ -185,3 +185,21 @@ def test_the_video_track_matches_the_photo_of_that_person(engine, clips, fixture
     same = analyze((fixtures_dir / "people/barack_obama/2.jpg").read_bytes()).embedding(0)
     other = analyze((fixtures_dir / SALLEY).read_bytes()).embedding(0)
     assert float(track @ same) > 0.45 > float(track @ other)
+
+
+def test_a_face_that_surely_continues_its_track_is_embedded_only_every_few_frames():
+    person = _unit(5)
+    computed = []
+
+    def lazy(seed):
+        def embed():
+            computed.append(seed)
+            return _near(person, seed, 0.2)
+        return embed
+
+    tracker = Tracker()
+    for second in range(9):  # barely moving, alone, same quality: only every third is embedded
+        tracker.add_frame([Sighting(second, Box(0.1 + second * 0.005, 0.1, 0.3, 0.3), lazy(second), 50, 99)])
+    (track,) = tracker.finish()
+    assert track.sightings == 9 and computed == [0, 3, 6]
+    assert float(track.embedding @ person) > 0.9

@@ -9,6 +9,7 @@ grow with the video's length.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -64,18 +65,17 @@ def index_video(
 
 def _sightings(analyze_pixels: Callable, pixels: np.ndarray, seconds: float) -> list[Sighting]:
     height, width = pixels.shape[:2]
-    analysis = analyze_pixels(pixels, width, height)
+    analysis = analyze_pixels(pixels, width, height, embed=False)
     if not analysis.faces:
         return []
     frame = _Frame(analysis.pixels)
     sightings = []
     for index, face in enumerate(analysis.faces):
-        embedding = face.embedding if face.embedding is not None else analysis.embedding(index)
         sightings.append(
             Sighting(
                 time=seconds,
                 box=face.box,
-                embedding=np.asarray(embedding, dtype=np.float32),
+                vector=functools.partial(analysis.embedding, index),
                 quality=face.quality,
                 confidence=face.confidence,
                 searchable=face.searchable,

@@ -11,12 +11,15 @@ track keeps only its best face (the frame it was seen best in), never all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .base import Box
 
+SURE_IOU = 0.5  # a lone face overlapping a track's last box this much continues it unembedded
+EMBED_EVERY = 3  # ... but every third sighting of a track is embedded anyway
 CONTINUE_IOU = 0.3  # box overlap with the track's last box to count as the same face moving
 CONTINUE_COSINE = 0.25  # ... with an embedding at least this close (guards against a swap)
 CONTINUE_GAP = 2.5  # seconds: a track is only continued by box within this time
@@ -30,11 +33,22 @@ class Sighting:
 
     time: float
     box: Box
-    embedding: np.ndarray  # normalized float32
+    vector: np.ndarray | Callable[[], np.ndarray]  # normalized float32, or how to compute it
     quality: float  # 0-100
     confidence: float  # 0-100
     searchable: bool = True
     payload: Any = None  # whatever the caller needs of the best sighting (its frame, landmarks)
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """The embedding, computed on first use: a face that surely continues a track needs none."""
+        if callable(self.vector):
+            self.vector = np.asarray(self.vector(), dtype=np.float32)
+        return self.vector
+
+    @property
+    def embedded(self) -> bool:
+        return not callable(self.vector)
 
 
 @dataclass
@@ -46,6 +60,7 @@ class Track:
     total: np.ndarray  # sum of the sightings' embeddings
     sightings: int = 1
     times: set[float] = field(default_factory=set)  # the frames it was seen in
+    unembedded: int = 0  # sightings since the last embedded one
 
     @property
     def embedding(self) -> np.ndarray:
@@ -55,9 +70,13 @@ class Track:
     def add(self, sighting: Sighting) -> None:
         self.last_seen = max(self.last_seen, sighting.time)
         self.last_box = sighting.box
-        self.total = self.total + sighting.embedding
         self.sightings += 1
         self.times.add(sighting.time)
+        if sighting.embedded:
+            self.total = self.total + sighting.embedding
+            self.unembedded = 0
+        else:
+            self.unembedded += 1
         if _rank(sighting) > _rank(self.best):
             self.best = sighting
 
@@ -81,6 +100,11 @@ class Tracker:
     def add_frame(self, sightings: list[Sighting]) -> None:
         claimed: set[int] = set()
         for sighting in sorted(sightings, key=_rank, reverse=True):
+            index = self._sure_continuation(sighting, sightings, claimed)
+            if index is not None:
+                self.tracks[index].add(sighting)
+                claimed.add(index)
+                continue
             index = self._match(sighting, claimed)
             if index is None:
                 if len(self.tracks) >= self.max_tracks:
@@ -93,6 +117,27 @@ class Tracker:
             else:
                 self.tracks[index].add(sighting)
                 claimed.add(index)
+
+    def _sure_continuation(self, sighting: Sighting, frame: list[Sighting], claimed: set[int]) -> int | None:
+        """The track this face continues beyond doubt (alone, barely moved), if any.
+
+        Such a face is not embedded unless it is the track's best yet or the
+        track went ``EMBED_EVERY`` sightings without an embedding.
+        """
+        near = [
+            index for index, track in enumerate(self.tracks)
+            if sighting.time - track.last_seen <= CONTINUE_GAP and track.last_box.iou(sighting.box) > 0.1
+        ]
+        if len(near) != 1 or near[0] in claimed:
+            return None
+        track = self.tracks[near[0]]
+        if track.last_box.iou(sighting.box) < SURE_IOU:
+            return None
+        if sum(1 for other in frame if track.last_box.iou(other.box) > 0.1) != 1:
+            return None
+        if track.unembedded + 1 >= EMBED_EVERY or _rank(sighting) > _rank(track.best):
+            sighting.embedding  # noqa: B018 - computed now, so the track's mean includes it
+        return near[0]
 
     def _match(self, sighting: Sighting, claimed: set[int]) -> int | None:
         best, best_score = None, -1.0
