@@ -203,3 +203,42 @@ def test_a_face_that_surely_continues_its_track_is_embedded_only_every_few_frame
     (track,) = tracker.finish()
     assert track.sightings == 9 and computed == [0, 3, 6]
     assert float(track.embedding @ person) > 0.9
+
+
+# -- range serving ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("", None),
+        ("bytes=0-99", (0, 99)),
+        ("bytes=100-", (100, 999)),
+        ("bytes=-100", (900, 999)),
+        ("bytes=990-5000", (990, 999)),
+        ("bytes=1000-", (-1, -1)),
+        ("bytes=50-10", (-1, -1)),
+        ("bytes=0-1,5-6", None),
+        ("items=0-1", None),
+    ],
+)
+def test_byte_ranges(header, expected):
+    from indexing.streaming import byte_range
+
+    assert byte_range(header, 1000) == expected
+
+
+def test_serve_video_answers_ranges_from_storage(db, rf):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from indexing.streaming import serve_video
+
+    data = bytes(range(256)) * 40
+    name = default_storage.save("videos/test/clip.mp4", ContentFile(data))
+    whole = serve_video(rf.get("/"), name)
+    assert whole.status_code == 200 and b"".join(whole.streaming_content) == data
+    part = serve_video(rf.get("/", HTTP_RANGE="bytes=1000-1999"), name)
+    assert part.status_code == 206 and part["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    assert b"".join(part.streaming_content) == data[1000:2000] and part["Accept-Ranges"] == "bytes"
+    assert serve_video(rf.get("/", HTTP_RANGE=f"bytes={len(data)}-"), name).status_code == 416
