@@ -45,7 +45,8 @@ def test_modules_stay_small(path):
 
 def test_no_code_outside_the_engines_asks_which_engine_runs():
     pattern = re.compile(
-        r"""engine\.name\s*[!=]=|FACES_ENGINE["')]*\s*[!=]=|[!=]=\s*["'](local|rekognition)["']"""
+        r"""engine\.name\s*[!=]=|FACES_ENGINE["'][^)\n]*\)\s*[!=]=|FACES_ENGINE\s*[!=]="""
+        r"""|[!=]=\s*["'](local|rekognition)["']"""
     )
     offenders = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
