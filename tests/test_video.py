@@ -9,7 +9,7 @@ import pytest
 
 from indexing import video
 from indexing.engines.base import Box
-from indexing.engines.tracking import Sighting, Tracker
+from indexing.engines.local.tracking import Sighting, Tracker
 from tests.videos import Appearance, Clip, audio_only, render
 
 OBAMA = "people/barack_obama/1.jpg"

@@ -38,13 +38,11 @@ class Box:
     def area(self) -> float:
         return self.w * self.h
 
-    def iou(self, other: "Box") -> float:
-        """Intersection over union of two relative boxes (0 when apart)."""
-        width = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
-        height = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
-        if width <= 0 or height <= 0:
-            return 0.0
-        inter = width * height
+    def iou(self, other: Box) -> float:
+        """Intersection over union with ``other``: 1 for the same box, 0 when they do not touch."""
+        ix = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
+        iy = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
+        inter = ix * iy
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 

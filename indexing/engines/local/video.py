@@ -18,12 +18,12 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from .. import video
-from .base import IndexedFace, IndexResult
+from ... import video
+from ..base import IndexedFace, IndexResult
 from .tracking import Sighting, Tracker
 
 
-def index_video(
+def index_tracks(
     source: bytes | BinaryIO,
     analyze_pixels: Callable,
     *,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Box
+from ..base import Box
 
 SURE_IOU = 0.5  # a lone face overlapping a track's last box this much continues it unembedded
 EMBED_EVERY = 3  # ... but every third sighting of a track is embedded anyway
