@@ -79,6 +79,7 @@ class IndexResult:
     # pipeline can cut thumbnails without decoding the photo a second time.
     image: Any = None
     frames: int = 0  # videos: the frames sampled
+    duration: float | None = None  # videos: seconds read
 
 
 @dataclass(frozen=True)

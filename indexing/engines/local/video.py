@@ -38,12 +38,17 @@ def index_tracks(
     tracker = Tracker()
     width = height = 0
     frames = 0
+    last = 0.0
+    picture = Image.fromarray(poster) if poster is not None else None
     if poster is not None:
         tracker.add_frame(_sightings(analyze_pixels, poster, 0.0))
     for frame in video.sample_frames(source, clock=clock):
         height, width = frame.pixels.shape[:2]
+        if picture is None:
+            picture = Image.fromarray(frame.pixels)  # no cover: the first frame stands for the video
         tracker.add_frame(_sightings(analyze_pixels, frame.pixels, frame.time))
         frames += 1
+        last = frame.time
     faces = []
     for track in tracker.finish():
         best = track.best
@@ -60,7 +65,7 @@ def index_tracks(
                 frame=best.payload["frame"].image(),
             )
         )
-    return IndexResult(faces=faces, width=width, height=height, frames=frames)
+    return IndexResult(faces=faces, width=width, height=height, frames=frames, duration=last, image=picture)
 
 
 def _sightings(analyze_pixels: Callable, pixels: np.ndarray, seconds: float) -> list[Sighting]:
