@@ -43,7 +43,7 @@ def test_a_reel_is_indexed_frame_by_frame_with_its_cover(linked, fake_instagram,
     faces = sorted(Face.objects.filter(photo=photo), key=lambda f: f.seen_at)
     # Kit is on the cover only (moment 0); Obama walks in at 2 s and is not on the cover.
     assert len(faces) == 2 and faces[0].seen_at == 0.0 and abs(faces[1].seen_at - 2.0) <= 1.0
-    assert and all(f.frame and f.thumbnail for f in faces)
+    assert all(f.frame and f.thumbnail for f in faces)
     assert default_storage.exists(photo.video.name)
 
 
