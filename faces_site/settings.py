@@ -361,3 +361,10 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
     },
 }
+
+# Videos and reels: frames sampled per second, and the limits of one video.
+FACES_VIDEO_SAMPLE_SECONDS = float(env("FACES_VIDEO_SAMPLE_SECONDS", "1.0"))
+FACES_VIDEO_MAX_SECONDS = float(env("FACES_VIDEO_MAX_SECONDS", "900"))  # read up to 15 minutes
+FACES_VIDEO_MAX_FRAMES = env_int("FACES_VIDEO_MAX_FRAMES", 600)
+FACES_VIDEO_TIME_BUDGET = float(env("FACES_VIDEO_TIME_BUDGET", "120"))  # seconds of decoding per video
+FACES_VIDEO_MAX_BYTES = env_int("FACES_VIDEO_MAX_BYTES", 200 * 1024 * 1024)

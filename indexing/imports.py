@@ -26,8 +26,9 @@ from .instagram.export import ExportError, open_export
 from .models import Photo, Post, Source
 from .photo_dates import taken_at
 from .sources import RemotePhoto, RemotePost, SourceError
+from .video import VIDEO_EXTENSIONS, is_video
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".gif", ".bmp", ".tif", ".tiff", ".avif")
 
 
 @dataclass
@@ -83,11 +84,14 @@ def upsert_post(source: Source, remote: RemotePost) -> Upserted:
         photo, _ = Photo.objects.get_or_create(
             post=post,
             external_id=remote_photo.external_id,
-            defaults={"owner_id": source.owner_id, "position": remote_photo.position},
+            defaults={"owner_id": source.owner_id, "position": remote_photo.position, "kind": remote_photo.kind},
         )
-        if remote_photo.media_url:
-            Photo.objects.filter(pk=photo.pk).update(media_url=remote_photo.media_url)
-        if remote_photo.load is not None and not photo.original:
+        if remote_photo.media_url or remote_photo.video_url:
+            Photo.objects.filter(pk=photo.pk).update(
+                media_url=remote_photo.media_url, video_url=remote_photo.video_url
+            )
+        is_video = remote_photo.kind == Photo.Kind.VIDEO
+        if remote_photo.load is not None and not (photo.video if is_video else photo.original):
             try:
                 data = remote_photo.load()
             except (OSError, SourceError) as exc:
@@ -103,7 +107,7 @@ def upsert_post(source: Source, remote: RemotePost) -> Upserted:
                 already.append(existing)
                 _merge_post_details(existing.post, remote)
                 continue
-            storage.store_original(photo, data)
+            (storage.store_video if is_video else storage.store_original)(photo, data)
             outcome.added += 1
     if not post.photos.exists():
         # Every photo of this item was already imported from another item. An upload
@@ -154,8 +158,20 @@ def _merge_post_details(existing: Post, remote: RemotePost) -> None:
         Post.objects.filter(pk=existing.pk).update(**changes)
 
 
-def _too_large(name: str) -> str:
-    return f"{name}: larger than {settings.FACES_MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+def _limit(head: bytes) -> int:
+    """The size limit of one uploaded file: videos may be larger than photos."""
+    return settings.FACES_VIDEO_MAX_BYTES if is_video(head) else settings.FACES_MAX_UPLOAD_BYTES
+
+
+def _too_large(name: str, head: bytes = b"") -> str:
+    return f"{name}: larger than {_limit(head) // (1024 * 1024)} MB"
+
+
+def _head(upload: UploadedFile) -> bytes:
+    upload.seek(0)
+    head = upload.read(16)
+    upload.seek(0)
+    return head
 
 
 def import_photos(owner, files: Iterable[tuple[str, bytes]], name: str) -> UploadSummary:
@@ -166,19 +182,20 @@ def import_photos(owner, files: Iterable[tuple[str, bytes]], name: str) -> Uploa
     new, the savepoint rolls back: no empty source is left to delete.
     """
     summary = UploadSummary()
-    limit = settings.FACES_MAX_UPLOAD_BYTES
     with transaction.atomic():
         source = Source.objects.create(owner=owner, kind=Source.Kind.UPLOAD, name=name)
         seen_ids: set[str] = set()
         for external_id, data in files:
-            if len(data) > limit:
-                summary.rejected.append(_too_large(external_id))
+            if len(data) > _limit(data[:16]):
+                summary.rejected.append(_too_large(external_id, data[:16]))
                 continue
             external_id = _unique(external_id, seen_ids)
+            kind = Photo.Kind.VIDEO if is_video(data[:16]) else Photo.Kind.IMAGE
             item = RemotePost(
                 external_id=external_id,
+                media_type=Post.MediaType.VIDEO if kind == Photo.Kind.VIDEO else Post.MediaType.IMAGE,
                 timestamp=taken_at(data),  # None without an EXIF date: "No date", never the upload day
-                photos=[RemotePhoto(external_id=external_id, load=lambda data=data: data)],
+                photos=[RemotePhoto(external_id=external_id, load=lambda data=data: data, kind=kind)],
             )
             outcome = upsert_post(source, item)
             summary.added += outcome.added
@@ -192,11 +209,11 @@ def import_photos(owner, files: Iterable[tuple[str, bytes]], name: str) -> Uploa
 
 def import_uploads(owner, files: list[UploadedFile]) -> UploadSummary:
     """The upload form's files; oversized ones are refused without being read."""
-    limit = settings.FACES_MAX_UPLOAD_BYTES
-    fitting = [f for f in files if f.size <= limit]
+    heads = {id(f): _head(f) for f in files}
+    fitting = [f for f in files if f.size <= _limit(heads[id(f)])]
     name = f"Upload of {len(fitting)} photo{'s' if len(fitting) != 1 else ''}, {timezone.now():%d %b %Y %H:%M}"
     summary = import_photos(owner, ((f.name, f.read()) for f in fitting), name=name)
-    summary.rejected[:0] = [_too_large(f.name) for f in files if f.size > limit]
+    summary.rejected[:0] = [_too_large(f.name, heads[id(f)]) for f in files if f not in fitting]
     return summary
 
 
@@ -213,7 +230,7 @@ def _unique(external_id: str, seen: set[str]) -> str:
 def iter_folder(root: Path) -> Iterable[tuple[str, bytes]]:
     """Image files under ``root``, named by their path relative to it."""
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_EXTENSIONS:
             yield path.relative_to(root).as_posix(), path.read_bytes()
 
 

@@ -37,6 +37,16 @@ def original_key(owner_id: int, digest: str, fmt: str | None) -> str:
     return f"{photos_prefix(owner_id)}/{digest[:2]}/{digest}.{EXTENSIONS.get(fmt or '', 'bin')}"
 
 
+def video_key(owner_id: int, digest: str) -> str:
+    """Videos sit with the originals, so deleting photos deletes them too."""
+    return f"{photos_prefix(owner_id)}/videos/{digest[:2]}/{digest}.video"
+
+
+def frame_key(owner_id: int, face_id: str) -> str:
+    """The video frame a face was seen best in (its box is on it)."""
+    return f"{faces_prefix(owner_id)}/frames/{face_id[:2]}/{face_id}.jpg"
+
+
 def rendition_key(photo: Photo) -> str:
     return f"{photos_prefix(photo.owner_id)}/renditions/{photo.sha256 or photo.pk}-{RENDITION_SIDE}.jpg"
 
@@ -57,6 +67,30 @@ def store_original(photo: Photo, data: bytes) -> None:
         name = default_storage.save(name, ContentFile(data))
     Photo.objects.filter(pk=photo.pk).update(original=name, sha256=digest)
     photo.original.name, photo.sha256 = name, digest
+
+
+def store_video(photo: Photo, data: bytes) -> None:
+    """Store a video's bytes under their content-addressed key (re-storing is harmless)."""
+    digest = sha256(data)
+    name = video_key(photo.owner_id, digest)
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(data))
+    Photo.objects.filter(pk=photo.pk).update(video=name, sha256=digest)
+    photo.video.name, photo.sha256 = name, digest
+
+
+def store_poster(photo: Photo, jpeg: bytes) -> None:
+    """A video's picture (its cover or a frame), stored as its ``original``; keeps the video's sha256."""
+    name = original_key(photo.owner_id, sha256(jpeg), "JPEG")
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(jpeg))
+    Photo.objects.filter(pk=photo.pk).update(original=name)
+    photo.original.name = name
+
+
+def store_frame(owner_id: int, face_id: str, jpeg: bytes) -> str:
+    """Store the frame a video face is on; returns the key it was stored under."""
+    return default_storage.save(frame_key(owner_id, face_id), ContentFile(jpeg))
 
 
 def store_face_thumbnail(owner_id: int, face_id: str, jpeg: bytes) -> str:

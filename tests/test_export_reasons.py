@@ -33,10 +33,9 @@ def test_each_skipped_file_has_its_own_reason(tmp_path, fixtures_dir):
     stats = ExportStats()
     reasons = {p.external_id: p.skip_reason for p in iter_export_posts(path, stats)}
     assert reasons["17900000000000001"] == ""
-    assert reasons["17900000000000002"] == "no photo in this post (video)"
-    assert "not a photo Faces can read" in reasons["17900000000000003"]
-    assert "video" not in reasons["17900000000000003"]
+    assert reasons["17900000000000002"] == ""  # videos are indexed too
+    assert "neither a photo nor a video Faces can read" in reasons["17900000000000003"]
     assert "missing from the export" in next(r for k, r in reasons.items() if k.startswith("export:"))
     assert "a link to another file" in reasons["17900000000000004"]
-    assert "video" not in reasons["17900000000000004"]
-    assert stats.links == 1 and stats.missing == 1 and stats.non_images == 2
+    assert "video" not in reasons["17900000000000004"] and "read" not in reasons["17900000000000004"]
+    assert stats.links == 1 and stats.missing == 1 and stats.non_images == 1

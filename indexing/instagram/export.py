@@ -12,9 +12,9 @@ export's root (``media/posts/202301/abc.jpg``; newer exports name files
 What we do about it:
 - text is UTF-8 that Instagram wrote as Latin-1 code points (``"cafÃ©"``):
   repaired when the round trip works;
-- images are recognised by their bytes (JPEG, PNG, WebP, HEIC...), never by
-  name: videos, often without an extension, are counted and skipped, and so are
-  symbolic links (never followed); a post without a photo says why, file by file;
+- images and videos are recognised by their bytes (JPEG, PNG, WebP, HEIC...;
+  MP4, MOV, WebM), never by name: videos often have no extension; symbolic
+  links are never followed; a post left out says why, file by file;
 - posts come out newest first (the JSON is not strictly ordered);
 - a post's ``external_id`` is its first file's name when that is a numeric
   Instagram media id, else ``"export:" + sha256(first uri + "|" + timestamp)``
@@ -24,8 +24,8 @@ What we do about it:
   JSON, has more members than ``FACES_MAX_EXPORT_MEMBERS`` (50,000), an absolute
   or ``..`` member path, a posts JSON that is huge or a decompression bomb, or
   when the files we would read add up to more than ``FACES_MAX_EXPORT_BYTES``
-  (4 GiB; videos are never decompressed and do not count). A single photo
-  larger than ``FACES_MAX_UPLOAD_BYTES`` or compressed suspiciously well is
+  (4 GiB). A single photo larger than ``FACES_MAX_UPLOAD_BYTES`` (a video
+  larger than ``FACES_VIDEO_MAX_BYTES``) or compressed suspiciously well is
   skipped and counted.
 """
 
@@ -48,6 +48,7 @@ from django.conf import settings
 
 from indexing.images import SUPPORTED_FORMATS, sniff_format
 from indexing.sources import RemotePhoto, RemotePost, SourceError
+from indexing.video import is_video
 
 from .export_json import (
     POSTS_HTML,
@@ -66,6 +67,8 @@ MAX_JSON_BYTES = 64 * 1024**2
 MAX_RATIO = 100  # uncompressed/compressed; photos barely compress, JSON ~10x
 RATIO_MIN_SIZE = 1024**2  # tiny members may compress well without harm
 SNIFF_BYTES = 256 * 1024
+VIDEO = "VIDEO"  # what _image_format says of a video member
+TOO_LARGE = "TOO_LARGE"
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 PathOrFile = str | os.PathLike | IO[bytes]
@@ -82,7 +85,8 @@ class ExportStats:
     posts_files: list[str] = field(default_factory=list)
     posts: int = 0  # posts yielded (including skipped ones)
     images: int = 0  # photos yielded
-    non_images: int = 0  # referenced files that are not images (videos): skipped
+    non_images: int = 0  # referenced files that are neither images nor videos: skipped
+    videos: int = 0  # videos found (indexed frame by frame)
     missing: int = 0  # referenced by a post but absent from the ZIP
     too_large: int = 0  # photos over the per-file cap, or suspiciously compressed
     unsafe: int = 0  # uris with absolute or ".." paths
@@ -107,8 +111,8 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
 
 
 def _is_video_container(head: bytes) -> bool:
-    """MP4/MOV (ISO base media) that is not HEIF: a video, whatever its name."""
-    return len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] not in HEIF_BRANDS
+    """MP4/MOV (ISO base media) that is not HEIF, or WebM: a video, whatever its name."""
+    return is_video(head) and not (head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS)
 
 
 class InstagramExport:
@@ -224,7 +228,7 @@ class InstagramExport:
                 if name and name not in seen:
                     seen.add(name)
                     info = self.members[name]
-                    if info.file_size <= self.max_member_bytes:
+                    if info.file_size <= max(self.max_member_bytes, settings.FACES_VIDEO_MAX_BYTES):
                         total += info.file_size
         if total > self.max_total_bytes:
             raise ExportError(
@@ -263,19 +267,19 @@ class InstagramExport:
                 return candidate
         return None
 
-    def _image_format(self, name: str) -> tuple[str | None, str]:
-        """The member's image format, or None and why it is not a photo we read."""
+    def _image_format(self, name: str) -> str | None:
+        """The member's image format, ``VIDEO`` for a video, None for anything else."""
         info = self.members[name]
         head = self._read(name, SNIFF_BYTES)
         if _is_video_container(head):
-            return None, "a video"
+            return VIDEO
+        if info.file_size > self.max_member_bytes:
+            return TOO_LARGE
         fmt = sniff_format(head)
         if fmt is None and info.file_size > len(head):
             # A JPEG with large metadata blocks needs more than the head.
             fmt = sniff_format(self._read(name))
-        if fmt in SUPPORTED_FORMATS:
-            return fmt, ""
-        return None, f"not a photo Faces can read ({fmt or 'unknown format'})"
+        return fmt if fmt in SUPPORTED_FORMATS else None
 
     def iter_posts(self) -> Iterator[RemotePost]:
         """Every post, newest first; posts without a usable photo carry ``skip_reason``."""
@@ -292,8 +296,7 @@ class InstagramExport:
                 timestamp=timestamp,
                 media_type="CAROUSEL_ALBUM" if len(items) > 1 else "IMAGE",
             )
-            videos = 0
-            reasons: list[str] = []  # why each file that is not a photo was left out
+            reasons: list[str] = []  # why each file left out was left out
             for item in items:
                 uri = item.get("uri")
                 label = str(uri or "a file without a name")[-80:]
@@ -311,40 +314,42 @@ class InstagramExport:
                     self.stats.links += 1
                     reasons.append(f"{label}: a link to another file, not a file")
                     continue
-                if info.file_size > self.max_member_bytes or self._absurd_ratio(info):
+                if info.file_size > max(self.max_member_bytes, settings.FACES_VIDEO_MAX_BYTES) or (
+                    self._absurd_ratio(info)
+                ):
                     self.stats.too_large += 1
-                    reasons.append(
-                        f"{label}: larger than {self.max_member_bytes // (1024 * 1024)} MB"
-                        if info.file_size > self.max_member_bytes
-                        else f"{label}: suspiciously compressed"
-                    )
+                    reasons.append(f"{label}: too large or suspiciously compressed")
                     continue
                 try:
-                    fmt, why = self._image_format(name)
+                    fmt = self._image_format(name)
                 except ExportError:
                     self.stats.damaged += 1  # one bad file does not spoil the export
                     reasons.append(f"{label}: damaged in the ZIP")
                     continue
+                if fmt == TOO_LARGE:
+                    self.stats.too_large += 1
+                    reasons.append(f"{label}: larger than {self.max_member_bytes // (1024 * 1024)} MB")
+                    continue
                 if fmt is None:
                     self.stats.non_images += 1
-                    videos += why == "a video"
-                    reasons.append(f"{label}: {why}")
+                    reasons.append(f"{label}: neither a photo nor a video Faces can read")
                     continue
-                self.stats.images += 1
+                if fmt == VIDEO:
+                    self.stats.videos += 1
+                else:
+                    self.stats.images += 1
                 remote.photos.append(
                     RemotePhoto(
                         external_id=str(uri),
                         position=len(remote.photos),
                         load=partial(self.read_member, name),
+                        kind="video" if fmt == VIDEO else "image",
                     )
                 )
-            if len(items) == 1 and videos:
+            if len(items) == 1 and remote.photos and remote.photos[0].kind == "video":
                 remote.media_type = "VIDEO"
             if not remote.photos:
-                if videos == len(items):
-                    remote.skip_reason = "no photo in this post (video)"
-                else:
-                    remote.skip_reason = "no photo in this post: " + "; ".join(reasons or ["no files listed"])
+                remote.skip_reason = "nothing to index in this post: " + "; ".join(reasons or ["it lists no files"])
             self.stats.posts += 1
             yield remote
 

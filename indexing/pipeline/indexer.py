@@ -26,6 +26,8 @@ from ..images import ImageError, decode_image
 from ..models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
 from ..sources import MediaExpired, RateLimited, SourceError, TokenExpired
 from ..thumbnails import face_thumbnail
+from ..video import VideoError
+from . import videos
 from .queue import BROKER_ERRORS, DB_OUTAGE_ERRORS, INDEX_POST, survives_db_outage
 from .runs import _fail_run, _maybe_finish, _wait
 
@@ -43,6 +45,7 @@ class _PhotoOutcome:
     result: IndexResult | None = None
     error: str = ""
     thumbnails: dict[str, str] | None = None
+    files: list[str] | None = None  # other stored files of this outcome (video frames)
 
 
 @survives_db_outage
@@ -103,11 +106,14 @@ def index_post(post_id: int, sync: bool = False) -> None:
 
 def _index_photo(engine: FaceEngine, post: Post, photo: Photo) -> _PhotoOutcome:
     try:
+        if photo.kind == Photo.Kind.VIDEO:
+            result, thumbnails, files = videos.index_video(engine, post, photo)
+            return _PhotoOutcome(photo, result=result, thumbnails=thumbnails, files=files)
         data = _photo_bytes(post, photo)
         # Only engines that read from storage take the key (the others' signature may lack it).
         kwargs = {"storage_key": photo.original.name} if engine.reads_from_storage else {}
         result = engine.index_image(post.owner, data, photo.external_id, **kwargs)
-    except ImageError as exc:
+    except (ImageError, VideoError) as exc:
         return _PhotoOutcome(photo, error=str(exc))
     except MediaExpired as exc:
         return _PhotoOutcome(photo, error=f"The photo is no longer available: {exc}")
@@ -209,7 +215,7 @@ def _commit_post(engine: FaceEngine, post: Post, outcomes: list[_PhotoOutcome]) 
         if made:
             engine.delete_faces(post.owner, made)
         for outcome in outcomes:
-            for name in (outcome.thumbnails or {}).values():
+            for name in [*(outcome.thumbnails or {}).values(), *(outcome.files or [])]:
                 default_storage.delete(name)
 
 
@@ -231,6 +237,8 @@ def _face_rows(engine: FaceEngine, photo: Photo, result: IndexResult, thumbnails
             embedding=face.embedding,
             searchable=face.searchable,
             thumbnail=thumbnails.get(face.face_id, ""),
+            seen_at=face.seen_at,
+            frame=face.frame if isinstance(face.frame, str) else "",
         )
         for face in result.faces
     ]
