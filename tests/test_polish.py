@@ -123,3 +123,19 @@ def test_photo_page_is_the_owners_only_and_has_a_fragment():
     fragment = client_for(owner).get(url + "?fragment=1").content.decode()
     assert "<html" in full and "<html" not in fragment
     assert f'href="/faces/{face.pk}/"' in fragment and "No date" in fragment
+
+
+def test_undated_photos_say_so_and_come_after_dated_ones():
+    import datetime as dt
+    import re
+
+    owner = make_user("undated@example.com")
+    undated, dated = photo_with_face(owner, "undated.jpg"), photo_with_face(owner, "dated.jpg")
+    Post.objects.filter(photos=dated.photo).update(timestamp=dt.datetime(2020, 5, 1, tzinfo=dt.timezone.utc))
+    person = Person.objects.create(owner=owner, name="Ann", cover_face=dated)
+    Face.objects.filter(pk__in=[undated.pk, dated.pk]).update(person=person)
+    page = client_for(owner).get(reverse("person", args=[person.pk])).content.decode()
+    assert re.findall(r'data-face-id="(\d+)"', page) == [str(dated.pk), str(undated.pk)]
+    assert "1 May 2020" in page and "No date" in page
+    gallery = client_for(owner).get(reverse("gallery_all")).content.decode()
+    assert re.findall(r'data-face-id="(\d+)"', gallery) == [str(dated.pk), str(undated.pk)]
