@@ -32,8 +32,12 @@ run: migrate
 	@echo "Faces is starting at http://127.0.0.1:$(PORT)/ (web + worker; Ctrl-C stops both)"
 	PORT=$(PORT) $(VENV)/bin/honcho start --no-prefix -f Procfile
 
+# Interactive without arguments; `make superuser EMAIL=you@example.com PASSWORD=...` asks nothing.
 superuser: migrate
-	$(PY) manage.py createsuperuser
+	@if [ -n "$(EMAIL)" ]; then \
+	  test -n "$(PASSWORD)" || { echo "PASSWORD=... is needed with EMAIL=..."; exit 2; }; \
+	  DJANGO_SUPERUSER_PASSWORD='$(PASSWORD)' $(PY) manage.py createsuperuser --noinput --email '$(EMAIL)' --username '$(firstword $(subst @, ,$(EMAIL)))'; \
+	else $(PY) manage.py createsuperuser; fi
 
 test-sqlite: install-test
 	$(PY) -m pytest

@@ -10,8 +10,6 @@ the caller starts the run.
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +19,12 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
-from PIL import Image
 
 from . import storage
 from .images import sha256
 from .instagram.export import ExportError, open_export
 from .models import Photo, Post, Source
+from .photo_dates import taken_at
 from .sources import RemotePhoto, RemotePost, SourceError
 from .video import VIDEO_EXTENSIONS, is_video
 
@@ -38,7 +36,8 @@ class Upserted:
     """What one item did to the library."""
 
     post: Post | None = None  # the post to index; None when skipped, finished or all duplicates
-    skipped: bool = False  # a new post that will not be indexed (``skip_reason``)
+    skipped: bool = False  # a new post that will not be indexed (``skip_reason``, or all in the library)
+    skipped_post: Post | None = None  # that post, for the run to list with its reason
     added: int = 0  # photos whose bytes were stored now
     duplicates: int = 0  # photos already in the library from another item
 
@@ -76,10 +75,11 @@ def upsert_post(source: Source, remote: RemotePost) -> Upserted:
     if remote.skip_reason:
         if post.status == Post.Status.PENDING:
             Post.objects.filter(pk=post.pk).update(status=Post.Status.SKIPPED, error=remote.skip_reason)
-            outcome.skipped = created
+            outcome.skipped, outcome.skipped_post = created, post if created else None
         return outcome
     if post.status in (Post.Status.INDEXED, Post.Status.SKIPPED):
         return outcome
+    already: list[Photo] = []  # photos of this item the library holds from another item
     for remote_photo in remote.photos:
         photo, _ = Photo.objects.get_or_create(
             post=post,
@@ -100,38 +100,62 @@ def upsert_post(source: Source, remote: RemotePost) -> Upserted:
                 )
                 continue
             # An empty file is no duplicate of anything: it fails alone when indexed.
-            if data and _in_library(source.owner_id, data, photo):
+            existing = _in_library(source.owner_id, data, photo) if data else None
+            if existing is not None:
                 photo.delete()
                 outcome.duplicates += 1
+                already.append(existing)
+                _merge_post_details(existing.post, remote)
                 continue
             (storage.store_video if is_video else storage.store_original)(photo, data)
             outcome.added += 1
     if not post.photos.exists():
-        # Every photo of this item was already imported from another source.
-        post.delete()
+        # Every photo of this item was already imported from another item. An upload
+        # says so in one message; a post of an export or of Instagram says so on its run.
+        if source.kind == Source.Kind.UPLOAD or not already:
+            post.delete()
+            return outcome
+        names = ", ".join(sorted({p.external_id for p in already}))[:200]
+        Post.objects.filter(pk=post.pk).update(status=Post.Status.SKIPPED, error=f"Already in your library ({names})")
+        outcome.skipped, outcome.skipped_post = created, post if created else None
         return outcome
     outcome.post = post
     return outcome
 
 
-def _in_library(owner_id: int, data: bytes, photo: Photo) -> bool:
-    return Photo.objects.filter(owner_id=owner_id, sha256=sha256(data)).exclude(pk=photo.pk).exists()
+def _in_library(owner_id: int, data: bytes, photo: Photo) -> Photo | None:
+    """The owner's photo with these very bytes, if another item brought it already."""
+    return (
+        Photo.objects.filter(owner_id=owner_id, sha256=sha256(data))
+        .exclude(pk=photo.pk)
+        .select_related("post__source")
+        .order_by("pk")
+        .first()
+    )
 
 
-def taken_at(data: bytes) -> dt.datetime | None:
-    """When the photo was taken, from EXIF (DateTimeOriginal, else DateTime)."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            exif = img.getexif()
-            value = exif.get_ifd(0x8769).get(36867) or exif.get(306)
-    except Exception:
-        return None
-    if not value:
-        return None
-    try:
-        return dt.datetime.strptime(str(value).strip("\x00 "), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
+def _merge_post_details(existing: Post, remote: RemotePost) -> None:
+    """Give the post a photo already came with what this item knows and it lacks.
+
+    An upload knows no caption, permalink or post; the same photo in the export
+    (or from Instagram) does. Nothing the post has is overwritten, and an upload
+    post takes the Instagram post id only when it is a real media id.
+    """
+    changes: dict[str, object] = {}
+    if remote.caption and not existing.caption:
+        changes["caption"] = remote.caption
+    if remote.timestamp and existing.timestamp is None:
+        changes["timestamp"] = remote.timestamp
+    if remote.permalink and not existing.permalink:
+        changes["permalink"] = remote.permalink
+    if (
+        existing.source.kind == Source.Kind.UPLOAD
+        and remote.external_id.isdigit()
+        and not Post.objects.filter(source=existing.source, external_id=remote.external_id).exists()
+    ):
+        changes["external_id"] = remote.external_id
+    if changes:
+        Post.objects.filter(pk=existing.pk).update(**changes)
 
 
 def _limit(head: bytes) -> int:
@@ -170,7 +194,7 @@ def import_photos(owner, files: Iterable[tuple[str, bytes]], name: str) -> Uploa
             item = RemotePost(
                 external_id=external_id,
                 media_type=Post.MediaType.VIDEO if kind == Photo.Kind.VIDEO else Post.MediaType.IMAGE,
-                timestamp=taken_at(data) or timezone.now(),
+                timestamp=taken_at(data),  # None without an EXIF date: "No date", never the upload day
                 photos=[RemotePhoto(external_id=external_id, load=lambda data=data: data, kind=kind)],
             )
             outcome = upsert_post(source, item)

@@ -17,3 +17,11 @@ urlpatterns += [
     path("instagram/<int:source_id>/sync/", views.instagram_sync, name="instagram_sync"),
 ]
 urlpatterns += [path("instagram/linked/", views.instagram_linked, name="instagram_linked")]
+
+# Deleting face data asks first; afterwards the stored photos can be indexed again.
+from . import data_views  # noqa: E402
+
+urlpatterns += [
+    path("settings/delete/", data_views.delete_confirm, name="delete_confirm"),
+    path("settings/reindex/", data_views.reindex, name="reindex"),
+]

@@ -19,7 +19,8 @@ from .deletion import delete_face_data
 from .forms import ExportUploadForm, PhotoUploadForm
 from .imports import check_export, import_export_zip, import_uploads
 from .instagram.export import ExportError
-from .models import Face, IndexRun, Person, Photo, Source
+from .library import library_counts, needs_reindex
+from .models import IndexRun, Source
 
 
 @consent_required
@@ -121,13 +122,10 @@ def privacy(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Deleted " + (", ".join(parts) if parts else "nothing (there was no face data)") + ".")
         return redirect("privacy")
     user = request.user
+    counts = library_counts(user)
     context = {
-        "counts": {
-            "photos": Photo.objects.filter(owner=user).count(),
-            "faces": Face.objects.filter(owner=user).count(),
-            "people": Person.objects.filter(owner=user).count(),
-            "sources": Source.objects.filter(owner=user).count(),
-        },
+        "counts": counts,
+        "needs_reindex": needs_reindex(counts),
         "consent": FaceConsent.objects.filter(user=user).first(),
         "has_consent": has_face_consent(user),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,6 +18,8 @@ from django.views.decorators.http import require_POST
 from accounts.decorators import consent_required, safe_next
 from indexing.people import corrections, grouping, queries
 from indexing.models import Face, Person
+
+from . import people_undo as undo
 
 PEOPLE_PER_PAGE = 120
 PHOTOS_PER_PAGE = 60
@@ -64,7 +67,7 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
     faces = (
         Face.objects.filter(owner=request.user, person=person)
         .select_related("photo__post")
-        .order_by("-photo__post__timestamp", "-photo_id", "-pk")
+        .order_by(F("photo__post__timestamp").desc(nulls_last=True), "-photo_id", "-pk")
     )
     page = Paginator(faces, PHOTOS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
@@ -102,12 +105,15 @@ def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
     if other is None:
         messages.error(request, "Pick the person to merge with.")
         return redirect("person", person.pk)
+    if other.owner_id == person.owner_id and other.pk != person.pk:
+        undo.remember_merge(request, person, other)
     try:
         result = corrections.merge_people(person, other)
     except corrections.PeopleError as exc:
+        request.session.pop(undo.SESSION_KEY, None)
         messages.error(request, str(exc))
         return redirect("person", person.pk)
-    messages.success(request, f"Merged: {result} now has {queries.photo_count(result)} photos.")
+    messages.success(request, f"Merged: {result} now has {queries.photo_count(result)} photos.", extra_tags="undo")
     return redirect("person", result.pk)
 
 
@@ -123,14 +129,16 @@ def person_move(request: HttpRequest, person_id: int) -> HttpResponse:
     if target is None and choice not in ("new", "none"):
         messages.error(request, "Pick where the selected photos go.")
         return redirect("person", person.pk)
+    undo.remember_move(request, person, face_ids)
     try:
         result = corrections.move_faces(person, face_ids, target, new_name=new_name)
     except corrections.PeopleError as exc:
+        request.session.pop(undo.SESSION_KEY, None)
         messages.error(request, str(exc))
         return redirect("person", person.pk)
     count = len(face_ids)
     where = f"to {result}" if result is not None else "out of this person"
-    messages.success(request, f"Moved {count} photo{'s' if count != 1 else ''} {where}.")
+    messages.success(request, f"Moved {count} photo{'s' if count != 1 else ''} {where}.", extra_tags="undo")
     if Person.objects.filter(pk=person.pk).exists():
         return redirect("person", person.pk)
     return redirect("person", result.pk) if result is not None else redirect("people")
@@ -178,3 +186,16 @@ def people_group(request: HttpRequest) -> HttpResponse:
     messages.success(request, "Grouping your new faces; refresh in a minute.")
     return redirect("people")
 
+
+
+@consent_required
+@require_POST
+def people_undo(request: HttpRequest) -> HttpResponse:
+    """Undo the last move or merge (the Undo button of its message)."""
+    try:
+        person = undo.undo_last(request)
+    except corrections.PeopleError as exc:
+        messages.error(request, str(exc))
+        return redirect("people")
+    messages.success(request, f"Undone: {person} has {queries.photo_count(person)} photos again." if person else "Undone.")
+    return redirect("person", person.pk) if person else redirect("people")

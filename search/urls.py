@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import people_views, video_views, views
+from . import people_views, photo_views, video_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("gallery/all/", views.gallery_all, name="gallery_all"),
     path("faces/<int:face_id>/", views.face_detail, name="face"),
     path("faces/<int:face_id>/thumb.jpg", views.face_thumbnail, name="face_thumbnail"),
+    path("photos/<int:photo_id>/", photo_views.photo_detail, name="photo"),
     path("photos/<int:photo_id>/image.jpg", views.photo_image, name="photo_image"),
 ]
 
@@ -25,6 +26,7 @@ urlpatterns += [
     path("people/<int:person_id>/hide/", people_views.person_hide, name="person_hide"),
     path("faces/<int:face_id>/me/", people_views.face_me, name="face_me"),
     path("faces/<int:face_id>/name/", people_views.face_name, name="face_name"),
+    path("people/undo/", people_views.people_undo, name="people_undo"),
 ]
 
 # Videos (search/video_views.py).

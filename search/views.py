@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import uuid
 
@@ -9,10 +10,12 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
+from PIL import Image
 
 from accounts.decorators import consent_required
 from accounts.models import has_face_consent
@@ -20,6 +23,7 @@ from faces_site.http import wants_json
 from faces_site.ratelimit import rate_limit
 from indexing.engines.base import EngineError, NoFaceError
 from indexing.images import ImageError, decode_image, encode_jpeg
+from indexing.library import library_counts, needs_reindex
 from indexing.media import ensure_rendition, serve_stored
 from indexing.models import Face, IndexRun, Photo, Source
 from indexing.people.queries import person_hint
@@ -35,11 +39,12 @@ def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "search/landing.html")
     user = request.user
+    counts = library_counts(user)
     context = {
         "has_consent": has_face_consent(user),
         "latest_run": IndexRun.objects.filter(owner=user).select_related("source").first(),
-        "photo_count": Photo.objects.filter(owner=user, status=Photo.Status.INDEXED).count(),
-        "face_count": Face.objects.filter(owner=user).count(),
+        "counts": counts,
+        "needs_reindex": needs_reindex(counts),
         "reconnect": Source.objects.filter(owner=user, kind=Source.Kind.INSTAGRAM, needs_reconnect=True).first(),
     }
     return render(request, "search/home.html", context)
@@ -122,7 +127,9 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
     threshold = _threshold(request)
     face = request.GET.get("face")
     face_index = int(face) if face and face.isdigit() else None
-    context = {"query_id": query_id, "threshold": threshold, "face_index": face_index}
+    counts = library_counts(request.user)
+    context = {"query_id": query_id, "threshold": threshold, "face_index": face_index,
+               "has_library": counts["faces"] > 0, "has_photos": counts["photos"] > 0}
     try:
         result, matches = search_by_image(request.user, data, threshold=threshold, face_index=face_index)
         must_pick = result.faces_in_query > 1 and face_index is None
@@ -132,18 +139,27 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
     except (EngineError, ImageError) as exc:
         context["error"] = str(exc)
         return render(request, "search/results.html", context)
+    faces = [
+        {"index": i, "box": f.box, "chosen": not must_pick and i == result.searched_face}
+        for i, f in enumerate(result.query_faces)
+    ]
+    faces.sort(key=lambda f: (f["box"].x, f["box"].y))  # numbered left to right, as people read
     context.update(
         {
-            "query_faces": [
-                {"index": i, "box": f.box, "chosen": not must_pick and i == result.searched_face}
-                for i, f in enumerate(result.query_faces)
-            ],
+            "query_faces": faces,
+            "query_aspect": _aspect(data),
             "must_pick": must_pick,
             "matches": [] if must_pick else matches,
             "person": None if must_pick else _named_person(request.user, matches, data, threshold),
         }
     )
     return render(request, "search/results.html", context)
+
+
+def _aspect(image: bytes) -> str:
+    """Width / height of the query photo (a JPEG we wrote, already upright)."""
+    with Image.open(io.BytesIO(image)) as img:
+        return f"{img.width / img.height:.5f}"
 
 
 def _named_person(owner, matches, image: bytes, threshold: float):
@@ -168,10 +184,12 @@ def gallery(request: HttpRequest) -> HttpResponse:
     seed = request.GET.get("seed") or uuid.uuid4().hex[:8]
     sample = random.Random(seed).sample(ids, min(GALLERY_SAMPLE, len(ids)))
     faces = Face.objects.filter(pk__in=sample).select_related("person")
+    counts = library_counts(request.user)
     return render(
         request,
         "search/gallery.html",
-        {"faces": faces, "total": len(ids), "mode": "random", "seed": seed, "has_runs": IndexRun.objects.filter(owner=request.user).exists()},
+        {"faces": faces, "total": len(ids), "mode": "random", "seed": seed, "counts": counts,
+         "needs_reindex": needs_reindex(counts)},
     )
 
 
@@ -180,13 +198,14 @@ def gallery_all(request: HttpRequest) -> HttpResponse:
     faces = (
         Face.objects.filter(owner=request.user, searchable=True)
         .select_related("person")
-        .order_by("-photo__post__timestamp", "-id")
+        .order_by(F("photo__post__timestamp").desc(nulls_last=True), "-id")
     )
     page = Paginator(faces, 120).get_page(request.GET.get("page"))
     return render(
         request,
         "search/gallery.html",
-        {"faces": page.object_list, "page": page, "total": page.paginator.count, "mode": "all", "has_runs": True},
+        {"faces": page.object_list, "page": page, "total": page.paginator.count, "mode": "all",
+         "counts": library_counts(request.user)},
     )
 
 
@@ -197,7 +216,7 @@ def face_detail(request: HttpRequest, face_id: int) -> HttpResponse:
     face = get_object_or_404(Face.objects.select_related("photo__post", "person"), pk=face_id, owner=request.user)
     threshold = _threshold(request)
     matches = search_by_face(request.user, face, threshold=threshold)
-    return render(request, "search/face.html", {"face": face, "matches": matches, "threshold": threshold})
+    return render(request, "search/face.html", {"face": face, "matches": matches, "threshold": threshold, "has_library": True})
 
 
 @login_required

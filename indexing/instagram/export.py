@@ -13,7 +13,8 @@ What we do about it:
 - text is UTF-8 that Instagram wrote as Latin-1 code points (``"cafÃ©"``):
   repaired when the round trip works;
 - images and videos are recognised by their bytes (JPEG, PNG, WebP, HEIC...;
-  MP4, MOV, WebM), never by name: videos often have no extension;
+  MP4, MOV, WebM), never by name: videos often have no extension; symbolic
+  links are never followed; a post left out says why, file by file;
 - posts come out newest first (the JSON is not strictly ordered);
 - a post's ``external_id`` is its first file's name when that is a numeric
   Instagram media id, else ``"export:" + sha256(first uri + "|" + timestamp)``
@@ -35,6 +36,7 @@ import json
 import logging
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -90,6 +92,7 @@ class ExportStats:
     unsafe: int = 0  # uris with absolute or ".." paths
     duplicates: int = 0  # posts listed twice
     damaged: int = 0  # files the ZIP cannot give back intact (bad CRC, broken deflate)
+    links: int = 0  # symbolic links in the ZIP: never followed, skipped
 
 
 def _unsafe(name: str) -> bool:
@@ -100,6 +103,11 @@ def _unsafe(name: str) -> bool:
         or "\x00" in path
         or any(part == ".." for part in path.split("/"))
     )
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    """A symbolic link stored by a Unix zip: its "content" is a path, never a photo."""
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
 
 def _is_video_container(head: bytes) -> bool:
@@ -288,33 +296,43 @@ class InstagramExport:
                 timestamp=timestamp,
                 media_type="CAROUSEL_ALBUM" if len(items) > 1 else "IMAGE",
             )
-            skipped = 0
+            reasons: list[str] = []  # why each file left out was left out
             for item in items:
                 uri = item.get("uri")
+                label = str(uri or "a file without a name")[-80:]
                 if isinstance(uri, str) and _unsafe(uri.replace("\\", "/")):
                     self.stats.unsafe += 1
+                    reasons.append(f"{label}: an unsafe path")
                     continue
                 name = self._member_for(root, uri)
                 if name is None:
                     self.stats.missing += 1
+                    reasons.append(f"{label}: missing from the export")
                     continue
                 info = self.members[name]
+                if _is_link(info):
+                    self.stats.links += 1
+                    reasons.append(f"{label}: a link to another file, not a file")
+                    continue
                 if info.file_size > max(self.max_member_bytes, settings.FACES_VIDEO_MAX_BYTES) or (
                     self._absurd_ratio(info)
                 ):
                     self.stats.too_large += 1
+                    reasons.append(f"{label}: too large or suspiciously compressed")
                     continue
                 try:
                     fmt = self._image_format(name)
                 except ExportError:
                     self.stats.damaged += 1  # one bad file does not spoil the export
+                    reasons.append(f"{label}: damaged in the ZIP")
                     continue
                 if fmt == TOO_LARGE:
                     self.stats.too_large += 1
+                    reasons.append(f"{label}: larger than {self.max_member_bytes // (1024 * 1024)} MB")
                     continue
                 if fmt is None:
                     self.stats.non_images += 1
-                    skipped += 1
+                    reasons.append(f"{label}: neither a photo nor a video Faces can read")
                     continue
                 if fmt == VIDEO:
                     self.stats.videos += 1
@@ -331,11 +349,7 @@ class InstagramExport:
             if len(items) == 1 and remote.photos and remote.photos[0].kind == "video":
                 remote.media_type = "VIDEO"
             if not remote.photos:
-                remote.skip_reason = (
-                    "no photo or video we can read in this post"
-                    if skipped
-                    else "the post's files are missing from the export"
-                )
+                remote.skip_reason = "nothing to index in this post: " + "; ".join(reasons or ["it lists no files"])
             self.stats.posts += 1
             yield remote
 

@@ -66,6 +66,7 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
             upserted = upsert_post(source, remote)
             if upserted.skipped:
                 run.add(posts_skipped=1)
+                Post.objects.filter(pk=upserted.skipped_post.pk).update(run=run)  # listed on the run with its reason
             post = upserted.post
             if post is not None and remote.timestamp and (newest is None or remote.timestamp > newest):
                 newest = remote.timestamp

@@ -74,6 +74,7 @@ def progress(run: IndexRun) -> dict:
     remaining = max(0, run.posts_total - finished)
     rate = finished / elapsed if elapsed > 0 else 0.0
     failed = Post.objects.filter(run=run, status=Post.Status.FAILED).order_by("pk")[:50]
+    skipped = Post.objects.filter(run=run, status=Post.Status.SKIPPED).order_by("pk")[:50]
     return {
         "id": run.pk,
         "status": run.status,
@@ -91,6 +92,7 @@ def progress(run: IndexRun) -> dict:
         "resume_at": run.resume_at.isoformat() if run.resume_at else None,
         "last_error": run.last_error if run.status in (IndexRun.Status.FAILED, IndexRun.Status.WAITING) else "",
         "failed_posts": [{"id": p.pk, "external_id": p.external_id, "error": p.error} for p in failed],
+        "skipped_posts": [{"external_id": p.external_id, "error": p.error} for p in skipped],
     }
 
 

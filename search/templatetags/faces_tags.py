@@ -8,3 +8,16 @@ def box_style(box) -> str:
     """CSS placing a relative face box [x, y, w, h] over its image."""
     x, y, w, h = (max(0.0, min(1.0, float(v))) for v in box)
     return f"left:{x * 100:.2f}%;top:{y * 100:.2f}%;width:{w * 100:.2f}%;height:{h * 100:.2f}%"
+
+
+@register.filter
+def aspect(photo) -> str:
+    """The photo's width / height for the ``--ar`` of a photo frame (1 when unknown)."""
+    width, height = getattr(photo, "width", None), getattr(photo, "height", None)
+    return f"{width / height:.5f}" if width and height else "1"
+
+
+@register.filter
+def label_below(box) -> bool:
+    """Put a box's label under it when the box touches the top of the photo."""
+    return float(box[1]) < 0.08

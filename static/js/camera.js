@@ -105,16 +105,31 @@
   retake.addEventListener("click", () => { retake.hidden = true; send.hidden = true; startCamera(); });
   send.addEventListener("click", searchSelfie);
 
-  // Upload: drag and drop fills the file input; choosing a file submits.
+  // Upload: drag and drop fills the file input. A file over the limit is refused
+  // here, before it is sent: the server would cut such a body off unread.
   const zone = $("search-dropzone"), input = $("search-file"), label = $("search-file-name");
-  input.addEventListener("change", () => { label.textContent = input.files.length ? ` — ${input.files[0].name}` : ""; });
+  const sizeError = $("search-file-error");
+  const maxBytes = Number(input.dataset.maxBytes || 0);
+  function checkSize() {
+    const file = input.files[0];
+    label.textContent = file ? ` — ${file.name}` : "";
+    const tooLarge = Boolean(file && maxBytes && file.size > maxBytes);
+    sizeError.textContent = tooLarge
+      ? `This photo is too large (${(file.size / 1048576).toFixed(1)} MB; the limit is ${Math.floor(maxBytes / 1048576)} MB). Choose a smaller photo.`
+      : "";
+    sizeError.hidden = !tooLarge;
+    input.setAttribute("aria-invalid", tooLarge ? "true" : "false");
+    return !tooLarge;
+  }
+  input.addEventListener("change", checkSize);
+  form.addEventListener("submit", (event) => { if (!checkSize()) { event.preventDefault(); input.focus(); } });
   ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
   ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     if (e.dataTransfer && e.dataTransfer.files.length) {
       input.files = e.dataTransfer.files;
-      label.textContent = ` — ${input.files[0].name}`;
+      checkSize();
     }
   });
 })();

@@ -39,7 +39,8 @@
     status.className = `badge ${p.status}`;
     $("run-bar").firstElementChild.style.width = `${p.percent}%`;
     $("run-bar").setAttribute("aria-valuenow", p.percent);
-    $("run-summary").textContent = `${p.posts_done + p.posts_failed} of ${p.posts_total} posts`;
+    $("run-summary").textContent = `${p.posts_done + p.posts_failed} of ${p.posts_total} posts` +
+      (p.posts_skipped ? ` · ${p.posts_skipped} skipped` : "");
     $("posts-done").textContent = p.posts_done;
     $("posts-total").textContent = p.posts_total;
     $("photos-done").textContent = p.photos_done;
@@ -52,7 +53,21 @@
     $("run-error").hidden = !p.last_error || p.status === "waiting";
     $("run-error").textContent = p.last_error;
     $("run-done").hidden = p.status !== "done";
-    $("done-faces").textContent = p.faces_found;
+    $("done-text").textContent = !p.posts_total && p.posts_skipped
+      ? `nothing new to index: ${p.posts_skipped} post${p.posts_skipped === 1 ? "" : "s"} skipped, each with its reason below`
+      : `${p.faces_found} faces found`;
+    const skipped = p.skipped_posts || [];
+    $("skipped-section").hidden = skipped.length === 0;
+    $("skipped-posts").replaceChildren(...skipped.map((post) => {
+      const row = document.createElement("tr");
+      [["Post", post.external_id], ["Why", post.error]].forEach(([label, text]) => {
+        const cell = document.createElement("td");
+        cell.dataset.label = label;
+        cell.textContent = text;
+        row.appendChild(cell);
+      });
+      return row;
+    }));
     $("cancel-form").hidden = !p.active;
     $("failed-section").hidden = p.failed_posts.length === 0;
     $("failed-posts").replaceChildren(...p.failed_posts.map(failedRow));

@@ -5,9 +5,12 @@
   const input = document.getElementById("id_photos");
   const count = document.getElementById("file-count");
   if (!zone || !input) return;
+  const maxBytes = Number(input.form.dataset.maxBytes || 0);
   const show = () => {
     const n = input.files.length;
+    const large = Array.from(input.files).filter((f) => maxBytes && f.size > maxBytes).length;
     count.textContent = n ? ` — ${n} photo${n === 1 ? "" : "s"} selected` : "";
+    if (large) count.textContent += ` (${large} over ${Math.floor(maxBytes / 1048576)} MB will be skipped)`;
   };
   input.addEventListener("change", show);
   show(); // files chosen before this deferred script ran (or restored by the browser)

@@ -64,14 +64,15 @@ def test_name_fix_merge_and_find_a_person(page, live_server, tmp_path, shoot):
     expect(page.locator("#person-name")).to_contain_text("Barack")
     expect(page.locator("#photos .result")).to_have_count(3)
     page.locator(f'.result[data-face-id="{biden[0].pk}"] input[name=faces]').check()
-    page.select_option("#move-target", str(biden_person))
+    expect(page.locator(f"label[for=move-target-{biden_person}] img")).to_be_visible()  # targets show faces
+    page.check(f"#move-target-{biden_person}")
     page.click("#move-submit")
     expect(page.locator(".message.success")).to_contain_text("Moved 1 photo")
     expect(page.locator("#photos .result")).to_have_count(2)
     assert Face.objects.get(pk=biden[0].pk).person_id == biden_person
 
     # Merge the other half of the split person into Barack.
-    page.select_option("#merge-other", str(split.pk))
+    page.check(f"#merge-other-{split.pk}")
     page.click("#merge-form button[type=submit]")
     expect(page.locator(".message.success")).to_contain_text("Barack now has 4 photos")
 
