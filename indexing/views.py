@@ -20,7 +20,8 @@ from .forms import ExportUploadForm, PhotoUploadForm
 from .imports import check_export, import_export_zip, import_uploads
 from .instagram.export import ExportError
 from .library import library_counts, needs_reindex
-from .models import IndexRun, Source
+from .engines import get_engine
+from .models import IndexRun, Photo, Source
 
 
 @consent_required
@@ -81,7 +82,11 @@ def upload_export(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(IndexRun.objects.select_related("source"), pk=run_id, owner=request.user)
-    return render(request, "indexing/run.html", {"run": run, "progress": pipeline.progress(run)})
+    # An engine that cannot index videos searches their covers only: say so where it matters.
+    covers_only = not get_engine().indexes_video and Photo.objects.filter(post__run=run, kind=Photo.Kind.VIDEO).exists()
+    return render(
+        request, "indexing/run.html", {"run": run, "progress": pipeline.progress(run), "video_covers_only": covers_only}
+    )
 
 
 @login_required

@@ -156,6 +156,22 @@ class Tenant:
         return person
 
     @cached_property
+    def video_face(self) -> Face:
+        """A face of Alice's in a video she uploaded (it has a frame and a stored video)."""
+        import tempfile
+        from pathlib import Path
+
+        from tests.videos import Appearance, Clip, render
+
+        with tempfile.TemporaryDirectory() as folder:
+            clip = Path(folder) / "alice-reel.mp4"
+            clip.write_bytes(render(Clip(2, [Appearance(FIXTURES / "people" / "john_simm" / "1.jpg", 0, 2)], fps=5)))
+            call_command("faces_import", "--user", self.user.email, "--sync", str(clip), stdout=StringIO())
+        face = Face.objects.get(owner=self.user, photo__kind=Photo.Kind.VIDEO)
+        assert face.frame and face.photo.video
+        return face
+
+    @cached_property
     def instagram_source(self) -> Source:
         return Source.objects.create(owner=self.user, kind=Source.Kind.INSTAGRAM, name="@alice_private")
 
@@ -188,6 +204,11 @@ ID_FACTORIES = {
     "person_id": lambda alice: alice.person.pk,
     "query_id": lambda alice: alice.query_id,
 }
+# Views of one kind of object only: their ids come from an object of that kind.
+ENDPOINT_FACTORIES = {
+    "photo_video": {"photo_id": lambda alice: alice.video_face.photo_id},
+    "face_frame": {"face_id": lambda alice: alice.video_face.pk},
+}
 MISSING = {"SlugConverter": "0123456789abcdef0123456789abcdef", "StringConverter": "missing"}
 
 
@@ -199,7 +220,8 @@ def ids_for(endpoint: Endpoint, alice: Tenant | None, missing: bool = False) -> 
                 f"{endpoint} takes '{kwarg}', which no id factory in tests/test_isolation.py knows: "
                 "add one to ID_FACTORIES that makes an object of Alice's, so the view's isolation is tested."
             )
-        values[kwarg] = MISSING.get(converter, MISSING_ID) if missing else ID_FACTORIES[kwarg](alice)
+        factory = ENDPOINT_FACTORIES.get(endpoint.name, {}).get(kwarg, ID_FACTORIES[kwarg])
+        values[kwarg] = MISSING.get(converter, MISSING_ID) if missing else factory(alice)
     return values
 
 

@@ -117,3 +117,24 @@ def test_deleting_face_data_and_photos_removes_tracks_frames_and_videos(user, tm
     assert default_storage.exists(video)  # photos stay unless asked
     delete_face_data(user, photos=True)
     assert not default_storage.exists(video) and not Photo.objects.filter(owner=user).exists()
+
+
+def test_with_rekognition_a_video_is_searched_by_its_cover_and_the_page_says_so(
+    linked, fake_instagram, user, settings, fake_rekognition, obama_enters_at_2, client, tmp_path
+):
+    settings.FACES_ENGINE = "rekognition"
+    reel = fake_instagram.add_post("VIDEO", ["people/kit_harington/2.jpg"], video=obama_enters_at_2)
+    run = pipeline.start_run(linked, sync=True)
+    run.refresh_from_db()
+    photo = Photo.objects.get(post__external_id=reel)
+    (face,) = Face.objects.filter(photo=photo)  # Kit on the cover; Obama, later in the reel, needs the local engine
+    assert face.engine == "rekognition" and face.seen_at is None and run.posts_done == 1
+    client.force_login(user)
+    page = client.get(reverse("run", args=[run.pk])).content.decode()
+    assert "only each video's cover image is searched" in page
+
+    clip = tmp_path / "no-cover.mp4"  # an uploaded video has no cover: it fails alone, saying why
+    clip.write_bytes(obama_enters_at_2)
+    call_command("faces_import", "--user", user.email, "--sync", str(clip))
+    failed = Post.objects.get(owner=user, external_id="no-cover.mp4")
+    assert failed.status == "failed" and "need the local engine" in failed.error

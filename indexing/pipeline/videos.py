@@ -14,7 +14,7 @@ from django.conf import settings
 from .. import storage
 from ..crawlers import download_instagram_media
 from ..engines.base import FaceEngine, IndexResult
-from ..images import ImageError, encode_jpeg
+from ..images import ImageError, decode_image, encode_jpeg
 from ..models import Photo, Post, Source
 from ..thumbnails import face_thumbnail
 from ..video import VideoError
@@ -32,7 +32,7 @@ def index_video(engine: FaceEngine, post: Post, photo: Photo) -> tuple[IndexResu
         if poster is None:
             raise ImageError("Faces in videos need the local engine, and this video has no cover image.")
         result = engine.index_image(post.owner, poster, photo.external_id)
-        return result, _thumbnails(post, result), []
+        return result, _thumbnails(post, result, poster), []
     data = _video_bytes(post, photo)
     result = engine.index_video(post.owner, data, photo.external_id, poster=poster)
     files = []
@@ -54,8 +54,8 @@ def index_video(engine: FaceEngine, post: Post, photo: Photo) -> tuple[IndexResu
     return result, thumbnails, files
 
 
-def _thumbnails(post: Post, result: IndexResult) -> dict[str, str]:
-    image = result.image
+def _thumbnails(post: Post, result: IndexResult, poster: bytes) -> dict[str, str]:
+    image = result.image if result.image is not None else decode_image(poster, FRAME_SIDE).image
     result.image = None
     return {
         face.face_id: storage.store_face_thumbnail(post.owner_id, face.face_id, face_thumbnail(image, face.box))

@@ -21,3 +21,12 @@ def aspect(photo) -> str:
 def label_below(box) -> bool:
     """Put a box's label under it when the box touches the top of the photo."""
     return float(box[1]) < 0.08
+
+
+@register.filter
+def timecode(seconds) -> str:
+    """Seconds into a video as people read it: ``0:12``, ``1:05:03``."""
+    total = max(0, int(round(float(seconds or 0))))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
