@@ -40,7 +40,8 @@ def test_a_search_shows_the_video_frame_with_its_moment_and_plays_it_there(page,
     assert link.get_attribute("href").endswith("/video#t=12")
     page.goto(live_server.url + link.get_attribute("href"))
     duration = page.evaluate(
-        """() => new Promise(done => { const v = document.querySelector('video');
-            const check = () => v.readyState >= 1 ? done(v.duration) : setTimeout(check, 100); check(); })"""
+        """() => new Promise(done => { const v = document.querySelector('video'); let tries = 0;
+            const check = () => v && v.readyState >= 1 ? done(v.duration)
+                : (++tries > 600 ? done(-1) : setTimeout(check, 100)); check(); })"""
     )
     assert 15 <= duration <= 17
