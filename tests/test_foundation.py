@@ -41,7 +41,7 @@ def test_signup_consent_logout_login(client):
     accepted = client.post(reverse("consent"), {"agree": "on", "next": "/settings/"})
     assert accepted.status_code == 302 and accepted["Location"] == "/settings/"
     consent = FaceConsent.objects.get(user=user)
-    assert consent.accepted and consent.version == "2026-11-01" and consent.created_at
+    assert consent.accepted and consent.version == "2026-12-01" and consent.created_at
     assert has_face_consent(user)
 
     client.post(reverse("account_logout"))

@@ -388,7 +388,7 @@ def test_staff_views_changes_and_actions_on_user_data_are_logged(admin_client, s
     assert ("view_photo", f"indexing.Photo {photo.pk} of user {user.pk}") in logs
     assert ("view_photo_preview", f"photo {photo.pk} of user {user.pk}") in logs
     assert ("change_person", f"indexing.Person {person.pk} of user {user.pk}") in logs
-    assert ("retry_failed_posts", f"runs [{run.pk}]") in logs
+    assert ("retry_failed_posts", f"indexing.IndexRun [{run.pk}]") in logs
     assert not any(user.email in repr_ or "Father" in repr_ for _, repr_ in logs)
 
 
