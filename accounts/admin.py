@@ -17,6 +17,7 @@ from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
 from .models import FaceConsent, StaffAccessLog
+from .sessions import end_sessions
 
 
 def audit_repr(obj: Model) -> str:
@@ -116,6 +117,13 @@ class AuditedUserAdmin(StaffAuditMixin, UserAdmin):
     """
 
     keep_admin_log = False  # LogEntry would keep the username of a deleted user
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """A password set by staff signs the user out everywhere (but not the staff member)."""
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            end_sessions(int(unquote(id)), keep=request.session.session_key)
+        return response
 
 
 @admin.register(FaceConsent)

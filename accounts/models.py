@@ -8,6 +8,7 @@ row, so support can show what the user agreed to and when.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 
 
@@ -63,3 +64,15 @@ class StaffAccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.staff} {self.action} {self.object_repr}"
+
+
+class UserSession(AbstractBaseSession):
+    """A session row that also names its user (see ``accounts.sessions``)."""
+
+    user_id = models.BigIntegerField(null=True, db_index=True)
+
+    @classmethod
+    def get_session_store_class(cls):
+        from .sessions import SessionStore
+
+        return SessionStore
