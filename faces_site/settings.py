@@ -345,6 +345,10 @@ FACES_ENGINE = env("FACES_ENGINE", "local")
 FACES_DEFAULT_THRESHOLD = float(env("FACES_DEFAULT_THRESHOLD", "80"))
 FACES_MAX_UPLOAD_BYTES = env_int("FACES_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
 FACES_MAX_IMAGE_PIXELS = env_int("FACES_MAX_IMAGE_PIXELS", 80_000_000)
+# A search photo is decoded in the web process: at most this many pixels are
+# decoded (a JPEG counts at the reduced scale it is decoded at), which bounds
+# one search request's memory (README, "Limits").
+FACES_MAX_SEARCH_PIXELS = env_int("FACES_MAX_SEARCH_PIXELS", 16_000_000)
 FACES_CONSENT_VERSION = "2026-12-01"  # support staff can open photo previews
 FACES_REKOGNITION_PREFIX = env("FACES_REKOGNITION_PREFIX", "faces")
 FACES_REKOGNITION_TPS = float(env("FACES_REKOGNITION_TPS", "5"))

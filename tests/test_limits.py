@@ -106,6 +106,46 @@ def test_a_decompression_bomb_is_refused_with_a_message(alice_client):
     assert "The image is too large" in followed_text(response)
 
 
+def rgb_image(kind: str, width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "gray").save(buffer, kind)
+    return buffer.getvalue()
+
+
+def test_search_photos_have_a_lower_pixel_limit_than_imports(alice_client, user, settings):
+    """A search photo is decoded in the web process: at most FACES_MAX_SEARCH_PIXELS of it."""
+    settings.FACES_MAX_SEARCH_PIXELS = 2_000_000
+    big_png = rgb_image("PNG", 2000, 1500)  # 3 MP
+    response = alice_client.post(reverse("search"), {"image": SimpleUploadedFile("big.png", big_png)})
+    assert response.status_code == 400
+    assert "too many pixels (2000x1500; the limit here is 2 megapixels)" in followed_text(response)
+    # The same photo imports: the import limit is FACES_MAX_IMAGE_PIXELS.
+    assert decode_image(big_png, max_side=1600).width == 2000
+    imported = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("big.png", big_png)]})
+    assert imported.status_code == 302 and Photo.objects.filter(owner=user).count() == 1
+
+
+def test_a_big_jpeg_search_photo_is_decoded_reduced(alice_client, settings):
+    """A JPEG counts at the scale it is decoded at (draft), so a 31 MP one fits a 2 MP limit."""
+    settings.FACES_MAX_SEARCH_PIXELS = 2_000_000
+    big_jpeg = rgb_image("JPEG", 6400, 4800)
+    decoded = decode_image(big_jpeg, max_side=1600, pixel_limit=settings.FACES_MAX_SEARCH_PIXELS)
+    assert (decoded.width, decoded.height) == (6400, 4800) and max(decoded.image.size) == 1600
+    response = alice_client.post(reverse("search"), {"image": SimpleUploadedFile("big.jpg", big_jpeg)})
+    assert response.status_code == 302
+    with pytest.raises(ImageError, match="too many pixels"):
+        decode_image(rgb_image("JPEG", 2000, 1500), max_side=1600, pixel_limit=1_000_000)  # no draft below 2x
+
+
+def test_decoding_reduced_keeps_every_mode_upright_and_rgb():
+    for mode in ("RGBA", "LA", "I;16", "P", "CMYK"):
+        buffer = io.BytesIO()
+        Image.new(mode, (4000, 1000)).save(buffer, "TIFF")
+        decoded = decode_image(buffer.getvalue(), max_side=1000)
+        assert decoded.image.mode == "RGB" and max(decoded.image.size) <= 1000, mode
+        assert (decoded.width, decoded.height) == (4000, 1000)
+
+
 # -- files per import -------------------------------------------------------------
 
 
