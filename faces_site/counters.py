@@ -49,31 +49,49 @@ return {1, tostring(now)}
 """
 
 
-def hit(key: str, amount: int, period: float, clock: Callable[[], float] = time.time) -> tuple[bool, float]:
+def hit(
+    key: str, amount: int, period: float, clock: Callable[[], float] = time.time, token: str = ""
+) -> tuple[bool, float]:
     """Count one request under ``key`` if fewer than ``amount`` fell in the last ``period`` seconds.
 
     Returns ``(True, now)`` with the instant it was counted at, or
     ``(False, seconds)`` until the oldest counted request leaves the window
     (the request is then not counted). ``clock`` is used except on Redis,
-    whose server clock is authoritative.
+    whose server clock is authoritative. ``token`` names the request for
+    ``release``.
     """
+    token = token or uuid.uuid4().hex
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        return _redis_hit(backend, key, amount, period)
+        return _redis_hit(backend, key, amount, period, token)
     with _exclusive(backend):
         now = clock()
-        stamps = [stamp for stamp in backend.get(key, []) if stamp > now - period]
-        if len(stamps) >= amount:
-            return False, max(0.001, stamps[0] + period - now)
-        stamps.append(now)
-        backend.set(key, stamps, timeout=int(period) + 2)
+        entries = [(stamp, name) for stamp, name in backend.get(key, []) if stamp > now - period]
+        if len(entries) >= amount:
+            return False, max(0.001, entries[0][0] + period - now)
+        entries.append((now, token))
+        backend.set(key, entries, timeout=int(period) + 2)
     return True, now
 
 
-def _redis_hit(backend: RedisCache, key: str, amount: int, period: float) -> tuple[bool, float]:
+def release(key: str, token: str, period: float) -> None:
+    """Take back the request ``token`` counted under ``key`` (it turned out to do nothing)."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        full_key = backend.make_and_validate_key(key)
+        backend._cache.get_client(full_key, write=True).zrem(full_key, token)
+        return
+    with _exclusive(backend):
+        entries = backend.get(key, [])
+        kept = [(stamp, name) for stamp, name in entries if name != token]
+        if len(kept) != len(entries):
+            backend.set(key, kept, timeout=int(period) + 2)
+
+
+def _redis_hit(backend: RedisCache, key: str, amount: int, period: float, token: str) -> tuple[bool, float]:
     full_key = backend.make_and_validate_key(key)
     client = backend._cache.get_client(full_key, write=True)
-    counted, value = client.eval(SLIDING_WINDOW_LUA, 1, full_key, amount, period, uuid.uuid4().hex)
+    counted, value = client.eval(SLIDING_WINDOW_LUA, 1, full_key, amount, period, token)
     return bool(int(counted)), float(value)
 
 

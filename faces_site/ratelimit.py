@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from functools import wraps
 
@@ -41,7 +42,7 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(amount), int(multiple or 1) * UNITS[unit]
 
 
-def hit(scope: str, ident: object, rate: str) -> float:
+def hit(scope: str, ident: object, rate: str, token: str = "") -> float:
     """Count one request of ``ident`` in ``scope``.
 
     Returns 0 when it is allowed, else the seconds until the oldest request
@@ -49,8 +50,17 @@ def hit(scope: str, ident: object, rate: str) -> float:
     threads and processes: see ``faces_site.counters``.
     """
     amount, period = parse_rate(rate)
-    counted, value = counters.hit(f"faces:rl:{scope}:{ident}", amount, period, clock=clock)
+    counted, value = counters.hit(f"faces:rl:{scope}:{ident}", amount, period, clock=clock, token=token)
     return 0.0 if counted else value
+
+
+def refund(request: HttpRequest) -> None:
+    """Uncount this request: the view refused it before doing any of the limited work."""
+    counted = getattr(request, "_faces_rate_limited", None)
+    if counted:
+        scope, rate, token = counted
+        counters.release(f"faces:rl:{scope}:{request.user.pk}", token, parse_rate(rate)[1])
+        request._faces_rate_limited = None
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -81,9 +91,11 @@ def rate_limit(scope: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             rate = getattr(settings, "FACES_RATE_LIMITS", {}).get(scope)
             if rate and request.method in methods and request.user.is_authenticated:
-                retry_after = hit(scope, request.user.pk, rate)
+                token = uuid.uuid4().hex
+                retry_after = hit(scope, request.user.pk, rate, token=token)
                 if retry_after:
                     return too_many_requests(request, scope, retry_after)
+                request._faces_rate_limited = (scope, rate, token)
             return view(request, *args, **kwargs)
 
         return wrapper

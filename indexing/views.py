@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import consent_required
 from accounts.models import FaceConsent, has_face_consent
-from faces_site.ratelimit import rate_limit
+from faces_site.ratelimit import rate_limit, refund
 
 from . import pipeline
 from .deletion import delete_face_data
@@ -43,14 +43,17 @@ def import_page(request: HttpRequest) -> HttpResponse:
 def upload_photos(request: HttpRequest) -> HttpResponse:
     form = PhotoUploadForm(request.POST, request.FILES)
     if not form.is_valid():
+        refund(request)
         for error in form.errors.get("photos", []):
             messages.error(request, error)
         return redirect("import")
     limit = settings.FACES_MAX_UPLOAD_BYTES
-    files = [f for f in form.cleaned_data["photos"] if f.size <= limit]
+    files = [f for f in form.cleaned_data["photos"] if 0 < f.size <= limit]
     for too_large in (f for f in form.cleaned_data["photos"] if f.size > limit):
         # Never read an oversized file into memory.
         messages.warning(request, f"Not imported: {too_large.name}: larger than {limit // (1024 * 1024)} MB")
+    for empty in (f for f in form.cleaned_data["photos"] if not f.size):
+        messages.warning(request, f"Not imported: {empty.name}: the file is empty")
     name = f"Upload of {len(files)} photo{'s' if len(files) != 1 else ''}, {timezone.now():%d %b %Y %H:%M}"
     summary = import_photos(request.user, ((f.name, f.read()) for f in files), name=name)
     for rejected in summary.rejected:
@@ -59,6 +62,7 @@ def upload_photos(request: HttpRequest) -> HttpResponse:
         messages.info(request, f"{summary.duplicates} photo(s) were already in your library and were skipped.")
     if not summary.added:
         summary.source.delete()
+        refund(request)  # nothing was imported: it does not count against the hourly limit
         messages.warning(request, "No new photos to index.")
         return redirect("import")
     run = pipeline.start_run(summary.source)

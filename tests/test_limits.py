@@ -292,6 +292,34 @@ def test_imports_are_rate_limited_per_user(alice_client, user, settings):
     assert 3000 <= int(export["Retry-After"]) <= 3600
 
 
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]] if response.context else []
+
+
+def test_an_empty_file_fails_alone_with_its_name(alice_client, user):
+    files = [SimpleUploadedFile("a.jpg", jpeg(30)), SimpleUploadedFile("empty.jpg", b""),
+             SimpleUploadedFile("b.jpg", jpeg(31, "blue"))]
+    response = alice_client.post(reverse("upload_photos"), {"photos": files}, follow=True)
+    assert response.redirect_chain[-1][0].startswith("/runs/")
+    assert "Not imported: empty.jpg: the file is empty" in messages_of(response)
+    assert sorted(Photo.objects.filter(owner=user).values_list("external_id", flat=True)) == ["a.jpg", "b.jpg"]
+
+
+def test_an_upload_that_imports_nothing_does_not_count_against_the_limit(alice_client, user, settings):
+    settings.FACES_RATE_LIMITS = {"import": "1/h"}
+    for _ in range(3):
+        refused = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("empty.jpg", b"")]},
+                                    follow=True)
+        assert refused.redirect_chain == [(reverse("import"), 302)]
+        assert "Not imported: empty.jpg: the file is empty" in messages_of(refused)
+    assert not Source.objects.filter(owner=user).exists()
+    done = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("a.jpg", jpeg(30))]})
+    assert done.status_code == 302 and done["Location"].startswith("/runs/")
+    # The one real import is counted: the next is over the limit.
+    again = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("b.jpg", jpeg(31))]})
+    assert again.status_code == 429
+
+
 def test_failed_logins_are_throttled(client, user):
     url = reverse("account_login")
     for _ in range(5):
