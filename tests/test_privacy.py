@@ -149,7 +149,7 @@ def rich_alice(alice_client, user, other_user, fixtures_dir, data_dir):
     app = SocialApp.objects.create(provider="instagram_login", name="Instagram", client_id="c", secret="s")
     account = SocialAccount.objects.create(user=user, provider="instagram_login", uid="1789", extra_data={})
     SocialToken.objects.create(app=app, account=account, token="IGQV-secret")
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
     # Bob's library.
     import_sync(other_user, people / "joe_biden" / "1.jpg")
     media = django_settings.MEDIA_ROOT
