@@ -7,14 +7,50 @@ row, so support can show what the user agreed to and when.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession
+from django.core.exceptions import PermissionDenied
 from django.db import models
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 
 class ConsentQuerySet(models.QuerySet):
-    def current(self) -> "ConsentQuerySet":
+    def current(self) -> ConsentQuerySet:
         return self.filter(version=settings.FACES_CONSENT_VERSION)
+
+    def record(
+        self, user, accepted: bool = True, *, request: HttpRequest | None = None, user_agent: str = ""
+    ) -> FaceConsent:
+        """Keep one decision on the current consent text, with where it came from.
+
+        Every consent row is written here, so each one names the text version
+        and, when a person clicked, their address and browser.
+        """
+        ip_address = None
+        if request is not None:
+            ip_address = client_ip(request)
+            user_agent = request.headers.get("User-Agent", "")
+        return self.create(
+            user=user,
+            version=settings.FACES_CONSENT_VERSION,
+            accepted=accepted,
+            ip_address=ip_address,
+            user_agent=user_agent[:300],
+        )
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The address allauth's throttles use too (``BEHIND_PROXY`` decides which header to trust)."""
+    from allauth.account.adapter import get_adapter
+
+    try:
+        return get_adapter(request).get_client_ip(request)
+    except PermissionDenied:
+        return None
 
 
 class FaceConsent(models.Model):

@@ -47,7 +47,7 @@ def seed(total_faces: int) -> None:
 
     user = get_user_model().objects.create_user(username="bench", email=EMAIL, password=PASSWORD)
     EmailAddress.objects.create(user=user, email=EMAIL, primary=True, verified=True)  # signs in by password
-    FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+    FaceConsent.objects.record(user)
     call_command("faces_import", "--user", EMAIL, "--sync", str(FIXTURES / "people"))
     real = Face.objects.filter(owner=user)
     thumb = real.first().thumbnail.name

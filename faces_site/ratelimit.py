@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from . import counters
+from .http import wants_json
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
@@ -63,10 +64,6 @@ def refund(request: HttpRequest) -> None:
         request._faces_rate_limited = None
 
 
-def wants_json(request: HttpRequest) -> bool:
-    return request.headers.get("Accept", "").startswith("application/json")
-
-
 def too_many_requests(request: HttpRequest, scope: str, retry_after: float) -> HttpResponse:
     seconds = max(1, math.ceil(retry_after))
     wait = f"{seconds} seconds" if seconds < 90 else f"{math.ceil(seconds / 60)} minutes"
@@ -89,7 +86,7 @@ def rate_limit(scope: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            rate = getattr(settings, "FACES_RATE_LIMITS", {}).get(scope)
+            rate = settings.FACES_RATE_LIMITS.get(scope)
             if rate and request.method in methods and request.user.is_authenticated:
                 token = uuid.uuid4().hex
                 retry_after = hit(scope, request.user.pk, rate, token=token)

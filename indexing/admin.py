@@ -22,6 +22,7 @@ from accounts.models import StaffAccessLog
 from . import admin_queue, admin_users  # noqa: F401 - registers the task queue and user admins
 
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source
+from .thumbnails import small_preview
 
 
 @admin.register(Source)
@@ -155,8 +156,6 @@ class PhotoAdmin(StaffAuditMixin, admin.ModelAdmin):
         photo = get_object_or_404(Photo, pk=photo_id)
         if not photo.original:
             raise Http404
-        from .thumbnails import small_preview
-
         with default_storage.open(photo.original.name, "rb") as handle:
             data = small_preview(handle.read())
         StaffAccessLog.objects.create(

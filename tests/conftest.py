@@ -62,7 +62,6 @@ def fixtures_dir() -> Path:
 
 def make_user(email: str, consent: bool = True):
     from allauth.account.models import EmailAddress
-    from django.conf import settings
     from django.contrib.auth import get_user_model
 
     from accounts.models import FaceConsent
@@ -71,7 +70,7 @@ def make_user(email: str, consent: bool = True):
     # A confirmed address, as every user who got past sign-up has (verification is mandatory).
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
     if consent:
-        FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+        FaceConsent.objects.record(user)
     return user
 
 
