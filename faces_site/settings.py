@@ -359,6 +359,13 @@ FACES_ENGINE_THREADS = env_int("FACES_ENGINE_THREADS", 1)
 FACES_LOCAL_CACHE_MB = env_int("FACES_LOCAL_CACHE_MB", 1024)
 FACES_MAX_EXPORT_BYTES = env_int("FACES_MAX_EXPORT_BYTES", 4 * 1024**3)
 FACES_MAX_EXPORT_MEMBERS = env_int("FACES_MAX_EXPORT_MEMBERS", 50_000)
+# An export's posts JSON is parsed in the web process (on upload) and the worker
+# (crawl): unpacked size per member and in all, checked before reading, and the
+# memory parsing may take, estimated before parsing (an overestimate: 10,000
+# posts are about 5.4 MiB of JSON, estimated at 63 MB, parsed in 23 MB).
+FACES_MAX_EXPORT_JSON_MEMBER_BYTES = env_int("FACES_MAX_EXPORT_JSON_MEMBER_BYTES", 32 * 1024**2)
+FACES_MAX_EXPORT_JSON_BYTES = env_int("FACES_MAX_EXPORT_JSON_BYTES", 64 * 1024**2)
+FACES_EXPORT_JSON_BUDGET_BYTES = env_int("FACES_EXPORT_JSON_BUDGET_BYTES", 256 * 1024**2)
 # Face data of accounts inactive (no login) for this many days is deleted by a
 # daily job; 0 keeps it until the user deletes it.
 FACES_RETENTION_DAYS = env_int("FACES_RETENTION_DAYS", 0)
