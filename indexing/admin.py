@@ -10,7 +10,6 @@ from __future__ import annotations
 from django.contrib import admin
 from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
@@ -19,8 +18,8 @@ from django.utils.html import format_html
 from accounts.admin import StaffAuditMixin
 from accounts.models import StaffAccessLog
 
-from . import admin_queue, admin_users  # noqa: F401 - registers the task queue and user admins
-
+from . import admin_queue  # noqa: F401 - registers the task queue admin
+from .admin_users import HAS_FAILURES  # also registers the user admin
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source
 from .thumbnails import small_preview
 
@@ -43,9 +42,9 @@ class HasFailuresFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(Q(posts_failed__gt=0) | Q(status=IndexRun.Status.FAILED))
+            return queryset.filter(HAS_FAILURES)
         if self.value() == "no":
-            return queryset.filter(posts_failed=0).exclude(status=IndexRun.Status.FAILED)
+            return queryset.exclude(HAS_FAILURES)
         return queryset
 
 

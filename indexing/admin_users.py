@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.admin import AuditedUserAdmin
 
 from .models import IndexRun, Photo, Post
+
+# The filter of the runs list (indexing/admin.py imports this module, so it is defined here).
+HAS_FAILURES = Q(posts_failed__gt=0) | Q(status=IndexRun.Status.FAILED)
 
 User = get_user_model()
 
@@ -38,7 +42,7 @@ class UserWithFacesAdmin(AuditedUserAdmin):
             (
                 "indexing_indexrun",
                 f"owner__id__exact={user.pk}&has_failures=yes",
-                f"Runs with failures ({runs.filter(posts_failed__gt=0).count()})",
+                f"Runs with failures ({runs.filter(HAS_FAILURES).count()})",
             ),
             ("indexing_post", f"owner__id__exact={user.pk}&status__exact=failed", f"Failed posts ({failed_posts})"),
             ("indexing_photo", f"owner__id__exact={user.pk}", f"Photos ({Photo.objects.filter(owner=user).count()})"),
