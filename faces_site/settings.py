@@ -251,8 +251,7 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
-# Instagram sign-ups already proved an Instagram account; their e-mail form
-# keeps refusing a registered address rather than asking for a confirmation.
+# Instagram sign-ups keep refusing a registered address (they proved an Instagram account).
 SOCIALACCOUNT_EMAIL_VERIFICATION = env("SOCIALACCOUNT_EMAIL_VERIFICATION", "optional")
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_GET = False
@@ -361,8 +360,7 @@ FACES_MAX_EXPORT_BYTES = env_int("FACES_MAX_EXPORT_BYTES", 4 * 1024**3)
 FACES_MAX_EXPORT_MEMBERS = env_int("FACES_MAX_EXPORT_MEMBERS", 50_000)
 # An export's posts JSON is parsed in the web process (on upload) and the worker
 # (crawl): unpacked size per member and in all, checked before reading, and the
-# memory parsing may take, estimated before parsing (an overestimate: 10,000
-# posts are about 5.4 MiB of JSON, estimated at 63 MB, parsed in 23 MB).
+# memory parsing may take, estimated before parsing (10,000 posts: 5.4 MiB, 63 MB estimated, 23 real).
 FACES_MAX_EXPORT_JSON_MEMBER_BYTES = env_int("FACES_MAX_EXPORT_JSON_MEMBER_BYTES", 32 * 1024**2)
 FACES_MAX_EXPORT_JSON_BYTES = env_int("FACES_MAX_EXPORT_JSON_BYTES", 64 * 1024**2)
 FACES_EXPORT_JSON_BUDGET_BYTES = env_int("FACES_EXPORT_JSON_BUDGET_BYTES", 256 * 1024**2)
@@ -391,3 +389,10 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
     },
 }
+
+# Videos and reels: frames sampled per second, and the limits of one video.
+FACES_VIDEO_SAMPLE_SECONDS = float(env("FACES_VIDEO_SAMPLE_SECONDS", "1.0"))
+FACES_VIDEO_MAX_SECONDS = float(env("FACES_VIDEO_MAX_SECONDS", "900"))  # read up to 15 minutes
+FACES_VIDEO_MAX_FRAMES = env_int("FACES_VIDEO_MAX_FRAMES", 600)
+FACES_VIDEO_TIME_BUDGET = float(env("FACES_VIDEO_TIME_BUDGET", "120"))  # seconds of decoding per video
+FACES_VIDEO_MAX_BYTES = env_int("FACES_VIDEO_MAX_BYTES", 200 * 1024 * 1024)

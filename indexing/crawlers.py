@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
@@ -52,3 +53,18 @@ def download_instagram_photo(source: Source, photo: Photo) -> bytes:
             fresh = client.media_url(photo.external_id)
             Photo.objects.filter(pk=photo.pk).update(media_url=fresh)
             return client.download(fresh)
+
+
+def download_instagram_media(source: Source, photo: Photo, *, video: bool) -> bytes:
+    """Download a video (``video_url``, up to ``FACES_VIDEO_MAX_BYTES``) or its cover
+    (``media_url``); an expired signed URL is replaced by a fresh one once."""
+    field = "video_url" if video else "media_url"
+    limit = settings.FACES_VIDEO_MAX_BYTES if video else None
+    with instagram_client(source) as client:
+        try:
+            return client.download(getattr(photo, field), max_bytes=limit)
+        except MediaExpired:
+            fresh = client.video_url(photo.external_id) if video else client.media_url(photo.external_id)
+            Photo.objects.filter(pk=photo.pk).update(**{field: fresh})
+            setattr(photo, field, fresh)
+            return client.download(fresh, max_bytes=limit)

@@ -158,7 +158,16 @@ class Post(models.Model):
 
 
 class Photo(models.Model):
-    """One image of a post; a carousel has several, a video contributes its cover."""
+    """One image or video of a post; a carousel has several.
+
+    A video keeps its file in ``video`` (or ``video_url`` until downloaded) and
+    its cover, or a frame of it, in ``original``, so every page that shows a
+    picture of it works as for photos.
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Photo"
+        VIDEO = "video", "Video"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -171,7 +180,10 @@ class Photo(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     media_url = models.TextField(blank=True, help_text="Upstream URL; may expire.")
     original = models.FileField(max_length=300, blank=True)
-    content_type = models.CharField(max_length=60, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IMAGE)
+    video = models.FileField(max_length=300, blank=True, help_text="The stored video file (videos only).")
+    video_url = models.TextField(blank=True, help_text="Upstream video URL; may expire.")
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds (videos only).")
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
@@ -245,6 +257,9 @@ class Face(models.Model):
         help_text="When automatic grouping last considered this face; empty means new to it.",
     )
     thumbnail = models.ImageField(max_length=300, blank=True)
+    # Videos: the moment (seconds) the face first appears, and the frame its box is on.
+    seen_at = models.FloatField(null=True, blank=True)
+    frame = models.ImageField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RemotePhoto:
-    """One image of a post.
+    """One image or video of a post.
 
     ``media_url`` is set for Instagram (downloaded by ``index_post``, re-fetched
     by media id when expired); ``load`` returns the bytes for ZIP and upload
@@ -22,8 +22,10 @@ class RemotePhoto:
 
     external_id: str
     position: int = 0
-    media_url: str = ""
-    load: Callable[[], bytes] | None = None
+    media_url: str = ""  # the image; for a video its cover (may be empty)
+    load: Callable[[], bytes] | None = None  # the image's bytes, or the video's for a video
+    kind: str = "image"  # "image" | "video"
+    video_url: str = ""  # Instagram videos: the MP4, downloaded when indexed
 
 
 @dataclass

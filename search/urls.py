@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import people_views, views
+from . import people_views, video_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -25,4 +25,10 @@ urlpatterns += [
     path("people/<int:person_id>/hide/", people_views.person_hide, name="person_hide"),
     path("faces/<int:face_id>/me/", people_views.face_me, name="face_me"),
     path("faces/<int:face_id>/name/", people_views.face_name, name="face_name"),
+]
+
+# Videos (search/video_views.py).
+urlpatterns += [
+    path("photos/<int:photo_id>/video", video_views.photo_video, name="photo_video"),
+    path("faces/<int:face_id>/frame.jpg", video_views.face_frame, name="face_frame"),
 ]

@@ -205,8 +205,20 @@ def test_a_carousel_without_children_falls_back_to_its_own_image():
     assert post.timestamp.isoformat() == "2024-05-01T12:00:00+00:00"
 
 
-def test_a_video_without_cover_and_an_unknown_type():
+def test_videos_reels_and_video_children_are_indexed_from_their_mp4_with_the_cover_kept():
     video = to_post({"id": "1", "media_type": "VIDEO", "media_url": "https://cdn/v.mp4"})
-    assert video.photos == [] and video.skip_reason == "video without a cover image"
+    assert [(p.kind, p.video_url, p.media_url) for p in video.photos] == [("video", "https://cdn/v.mp4", "")]
+    reel = to_post({"id": "3", "media_type": "VIDEO", "media_url": "https://cdn/r.mp4",
+                    "thumbnail_url": "https://cdn/r.jpg"})
+    assert [(p.kind, p.video_url, p.media_url) for p in reel.photos] == [("video", "https://cdn/r.mp4",
+                                                                          "https://cdn/r.jpg")]
+    carousel = to_post({"id": "4", "media_type": "CAROUSEL_ALBUM", "children": {"data": [
+        {"id": "41", "media_type": "IMAGE", "media_url": "https://cdn/a.jpg"},
+        {"id": "42", "media_type": "VIDEO", "media_url": "https://cdn/b.mp4", "thumbnail_url": "https://cdn/b.jpg"},
+    ]}})
+    assert [(p.external_id, p.position, p.kind) for p in carousel.photos] == [("41", 0, "image"), ("42", 1, "video")]
+
+
+def test_an_unknown_type():
     odd = to_post({"id": "2", "media_type": "REEL", "timestamp": "not a time"})
     assert odd.media_type == "IMAGE" and odd.timestamp is None and odd.skip_reason == COPYRIGHT_SKIP

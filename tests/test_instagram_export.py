@@ -80,9 +80,10 @@ def test_export_posts_newest_first_with_repaired_captions(sample_export, fixture
     formats = [Image.open(io.BytesIO(ph.load())).format for ph in carousel.photos]
     assert formats == ["JPEG", "WEBP", "HEIF"]
 
-    assert video.media_type == "VIDEO" and video.photos == [] and "video" in video.skip_reason
+    # An extensionless MP4 is a video, found by its bytes, indexed frame by frame.
+    assert video.media_type == "VIDEO" and [p.kind for p in video.photos] == ["video"] and not video.skip_reason
     assert other.external_id == "17800000000000001" and len(other.photos) == 1
-    assert (stats.posts, stats.images, stats.non_images, stats.missing) == (4, 5, 1, 0)
+    assert (stats.posts, stats.images, stats.videos, stats.non_images, stats.missing) == (4, 5, 1, 0, 0)
     assert stats.posts_files == ["your_instagram_activity/media/posts_1.json"]
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from indexing import pipeline
 from indexing.models import Face, IndexRun, Photo, Post, Source
 from tests.fakes.instagram import connect_instagram, fake_instagram  # noqa: F401
+from tests.videos import Appearance, Clip, render
 
 pytestmark = pytest.mark.django_db
 
@@ -150,12 +151,15 @@ def _export_zip() -> bytes:
         {"title": "Two of us", "creation_timestamp": 1674000000,
          "media": [{"uri": "media/posts/202302/b.jpg", "creation_timestamp": 1674000000, "title": ""},
                    {"uri": "media/posts/202302/c", "creation_timestamp": 1674000000, "title": ""}]},
+        {"media": [{"uri": "media/posts/202303/d.mp4", "creation_timestamp": 1675000000, "title": "broken"}]},
     ]
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("your_instagram_activity/media/posts_1.json", json.dumps(posts))
         archive.writestr("media/posts/202301/a.jpg", (FIXTURES / "people/joe_biden/2.jpg").read_bytes())
         archive.writestr("media/posts/202302/b.jpg", (FIXTURES / "groups/two_people.jpg").read_bytes())
-        archive.writestr("media/posts/202302/c", b"\x00\x00\x00\x18ftypmp42 not really a video")
+        # An extensionless reel of someone else, and a video that is not one.
+        archive.writestr("media/posts/202302/c", render(Clip(3, [Appearance(FIXTURES / "people/john_simm/1.jpg", 1, 3)])))
+        archive.writestr("media/posts/202303/d.mp4", b"\x00\x00\x00\x18ftypmp42 not really a video")
     return buffer.getvalue()
 
 
@@ -169,7 +173,12 @@ def test_export_zip_upload_is_indexed_and_never_twice(alice_client, user, django
     assert response["Location"] == reverse("run", args=[run.pk])
     pipeline.crawl_source(run.pk, sync=True)
     run.refresh_from_db()
-    assert (run.status, run.posts_done, run.photos_done, run.faces_found) == ("done", 2, 2, 3)
+    # The broken video fails alone, with its error on its post; the reel's person is one face.
+    assert (run.status, run.posts_done, run.posts_failed, run.photos_done, run.faces_found) == ("done", 2, 1, 3, 4)
+    broken = Post.objects.get(owner=user, caption="broken")
+    assert broken.status == "failed" and "not a video we can read" in broken.error
+    reel_face = Face.objects.get(owner=user, photo__external_id="media/posts/202302/c")
+    assert reel_face.photo.kind == "video" and abs(reel_face.seen_at - 1.0) <= 1.0 and reel_face.frame
     captions = set(Post.objects.filter(owner=user).values_list("caption", flat=True))
     assert "Café with Joe" in captions
     assert Post.objects.filter(owner=user, timestamp=dt.datetime.fromtimestamp(1673000000, dt.UTC)).exists()
@@ -180,8 +189,8 @@ def test_export_zip_upload_is_indexed_and_never_twice(alice_client, user, django
     second = IndexRun.objects.filter(owner=user).exclude(pk=run.pk).get()
     pipeline.crawl_source(second.pk, sync=True)
     second.refresh_from_db()
-    assert (second.status, second.posts_total, second.photos_done) == ("done", 0, 0)
-    assert Face.objects.filter(owner=user).count() == 3
+    assert (second.status, second.photos_done) == ("done", 0)
+    assert Face.objects.filter(owner=user).count() == 4
 
 
 def test_export_upload_refuses_a_bad_zip(alice_client, user):

@@ -58,6 +58,9 @@ class IndexedFace:
     landmarks: list[list[float]] = field(default_factory=list)  # relative (x, y) points
     embedding: bytes | None = None  # local engine only: normalized float32
     searchable: bool = True
+    # Videos: when the face first appears (seconds) and the frame ``box`` is on.
+    seen_at: float | None = None
+    frame: Any = None
 
 
 @dataclass
@@ -75,6 +78,8 @@ class IndexResult:
     # The upright decoded image the engine worked on, when it has one, so the
     # pipeline can cut thumbnails without decoding the photo a second time.
     image: Any = None
+    frames: int = 0  # videos: the frames sampled
+    duration: float | None = None  # videos: seconds read
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,9 @@ class FaceEngine:
     #: ``index_image`` can read the photo from ``default_storage`` by key
     #: (``storage_key``) instead of being sent its bytes.
     reads_from_storage: bool = False
+    #: ``index_video`` finds the faces of a whole video; engines without it
+    #: index a video's cover image only.
+    indexes_video: bool = False
 
     def warm_up(self) -> None:
         """Load whatever is slow to load (models), once per worker process.
@@ -146,6 +154,17 @@ class FaceEngine:
         ``RetryableEngineError`` when the job should be tried again later and
         ``EngineError`` otherwise. Faces too small or poor to search are
         returned with ``searchable=False`` or in ``unindexed``.
+        """
+        raise NotImplementedError
+
+    def index_video(self, owner, video, external_id: str, *, poster: bytes | None = None) -> IndexResult:
+        """Find the people of a video (bytes or a binary file) and add them to the owner's collection.
+
+        One face per track (a person in one or more moments), each with
+        ``seen_at`` (seconds) and the ``frame`` (an RGB image) its box is on;
+        ``poster`` (the cover image) counts as the first frame. Raises
+        ``indexing.video.VideoError`` for a video that cannot be read. Only
+        engines with ``indexes_video`` implement it.
         """
         raise NotImplementedError
 

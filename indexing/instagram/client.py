@@ -186,8 +186,18 @@ class InstagramClient:
             raise SourceError(f"Instagram has no image for media {media_id} ({COPYRIGHT_SKIP}).")
         return url
 
-    def download(self, url: str) -> bytes:
-        """The bytes at a media URL, capped in size and time.
+    def video_url(self, media_id: str) -> str:
+        """A fresh, signed URL of a video media's MP4."""
+        media_id = str(media_id)
+        if not media_id.isdigit():
+            raise ValueError(f"not an Instagram media id: {media_id!r}")
+        data = self._get_json(f"{self.graph_url}/{media_id}", {"fields": "media_url,media_type"})
+        if data.get("media_type") != "VIDEO" or not data.get("media_url"):
+            raise SourceError(f"Instagram has no video for media {media_id}.")
+        return str(data["media_url"])
+
+    def download(self, url: str, max_bytes: int | None = None) -> bytes:
+        """The bytes at a media URL, capped in size (``max_bytes``, else the client's) and time.
 
         Signed CDN URLs expire: a 403 (plain text "URL signature expired") or
         404 raises ``MediaExpired``; call ``media_url()`` for a fresh one.
@@ -196,6 +206,7 @@ class InstagramClient:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SourceError("Instagram gave an unusable media URL.")
         where = f"{parts.netloc}{parts.path}"  # the signature stays out of logs
+        limit = max_bytes or self.max_download_bytes
         try:
             resp = self.session.get(url, timeout=self.timeout, stream=True)
         except requests.Timeout:
@@ -216,16 +227,16 @@ class InstagramClient:
             if resp.status_code != 200:
                 raise SourceError(f"Could not download the photo (HTTP {resp.status_code}).")
             declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.max_download_bytes:
-                raise SourceError(self._too_large())
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise SourceError(self._too_large(limit))
             deadline = time.monotonic() + DOWNLOAD_DEADLINE
             chunks: list[bytes] = []
             size = 0
             try:
                 for chunk in resp.iter_content(64 * 1024):
                     size += len(chunk)
-                    if size > self.max_download_bytes:
-                        raise SourceError(self._too_large())
+                    if size > limit:
+                        raise SourceError(self._too_large(limit))
                     if time.monotonic() > deadline:
                         raise Unavailable("Downloading the photo took too long.", 60.0)
                     chunks.append(chunk)
@@ -246,8 +257,8 @@ class InstagramClient:
 
     # Internals ------------------------------------------------------------
 
-    def _too_large(self) -> str:
-        return f"The photo is larger than {self.max_download_bytes // (1024 * 1024)} MB."
+    def _too_large(self, limit: int) -> str:
+        return f"The file is larger than {limit // (1024 * 1024)} MB."
 
     def _iter_pages(self, fields: str) -> Iterator[dict]:
         url: str | None = f"{self.graph_url}/me/media"

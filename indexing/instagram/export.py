@@ -12,8 +12,8 @@ export's root (``media/posts/202301/abc.jpg``; newer exports name files
 What we do about it:
 - text is UTF-8 that Instagram wrote as Latin-1 code points (``"cafÃ©"``):
   repaired when the round trip works;
-- images are recognised by their bytes (JPEG, PNG, WebP, HEIC...), never by
-  name: videos, often without an extension, are counted and skipped;
+- images and videos are recognised by their bytes (JPEG, PNG, WebP, HEIC...;
+  MP4, MOV, WebM), never by name: videos often have no extension;
 - posts come out newest first (the JSON is not strictly ordered);
 - a post's ``external_id`` is its first file's name when that is a numeric
   Instagram media id, else ``"export:" + sha256(first uri + "|" + timestamp)``
@@ -27,8 +27,8 @@ What we do about it:
   (estimated before parsing, ``jsonbudget``) or nested too deeply, a
   decompression bomb, or
   when the files we would read add up to more than ``FACES_MAX_EXPORT_BYTES``
-  (4 GiB; videos are never decompressed and do not count). A single photo
-  larger than ``FACES_MAX_UPLOAD_BYTES`` or compressed suspiciously well is
+  (4 GiB). A single photo larger than ``FACES_MAX_UPLOAD_BYTES`` (a video
+  larger than ``FACES_VIDEO_MAX_BYTES``) or compressed suspiciously well is
   skipped and counted.
 """
 
@@ -49,6 +49,7 @@ from django.conf import settings
 
 from indexing.images import SUPPORTED_FORMATS, sniff_format
 from indexing.sources import RemotePhoto, RemotePost, SourceError
+from indexing.video import is_video
 
 from .export_json import (
     POSTS_HTML,
@@ -67,6 +68,8 @@ logger = logging.getLogger(__name__)
 MAX_RATIO = 100  # uncompressed/compressed; photos barely compress, JSON ~10x
 RATIO_MIN_SIZE = 1024**2  # tiny members may compress well without harm
 SNIFF_BYTES = 256 * 1024
+VIDEO = "VIDEO"  # what _image_format says of a video member
+TOO_LARGE = "TOO_LARGE"
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 PathOrFile = str | os.PathLike | IO[bytes]
@@ -87,7 +90,8 @@ class ExportStats:
     posts_files: list[str] = field(default_factory=list)
     posts: int = 0  # posts yielded (including skipped ones)
     images: int = 0  # photos yielded
-    non_images: int = 0  # referenced files that are not images (videos): skipped
+    non_images: int = 0  # referenced files that are neither images nor videos: skipped
+    videos: int = 0  # videos found (indexed frame by frame)
     missing: int = 0  # referenced by a post but absent from the ZIP
     too_large: int = 0  # photos over the per-file cap, or suspiciously compressed
     unsafe: int = 0  # uris with absolute or ".." paths
@@ -106,8 +110,8 @@ def _unsafe(name: str) -> bool:
 
 
 def _is_video_container(head: bytes) -> bool:
-    """MP4/MOV (ISO base media) that is not HEIF: a video, whatever its name."""
-    return len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] not in HEIF_BRANDS
+    """MP4/MOV (ISO base media) that is not HEIF, or WebM: a video, whatever its name."""
+    return is_video(head) and not (head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS)
 
 
 class InstagramExport:
@@ -241,7 +245,7 @@ class InstagramExport:
                 if name and name not in seen:
                     seen.add(name)
                     info = self.members[name]
-                    if info.file_size <= self.max_member_bytes:
+                    if info.file_size <= max(self.max_member_bytes, settings.FACES_VIDEO_MAX_BYTES):
                         total += info.file_size
         if total > self.max_total_bytes:
             raise ExportError(
@@ -281,10 +285,13 @@ class InstagramExport:
         return None
 
     def _image_format(self, name: str) -> str | None:
+        """The member's image format, ``VIDEO`` for a video, None for anything else."""
         info = self.members[name]
         head = self._read(name, SNIFF_BYTES)
         if _is_video_container(head):
-            return None
+            return VIDEO
+        if info.file_size > self.max_member_bytes:
+            return TOO_LARGE
         fmt = sniff_format(head)
         if fmt is None and info.file_size > len(head):
             # A JPEG with large metadata blocks needs more than the head.
@@ -306,7 +313,7 @@ class InstagramExport:
                 timestamp=timestamp,
                 media_type="CAROUSEL_ALBUM" if len(items) > 1 else "IMAGE",
             )
-            videos = 0
+            skipped = 0
             for item in items:
                 uri = item.get("uri")
                 if isinstance(uri, str) and _unsafe(uri.replace("\\", "/")):
@@ -317,7 +324,9 @@ class InstagramExport:
                     self.stats.missing += 1
                     continue
                 info = self.members[name]
-                if info.file_size > self.max_member_bytes or self._absurd_ratio(info):
+                if info.file_size > max(self.max_member_bytes, settings.FACES_VIDEO_MAX_BYTES) or (
+                    self._absurd_ratio(info)
+                ):
                     self.stats.too_large += 1
                     continue
                 try:
@@ -325,24 +334,31 @@ class InstagramExport:
                 except ExportError:
                     self.stats.damaged += 1  # one bad file does not spoil the export
                     continue
+                if fmt == TOO_LARGE:
+                    self.stats.too_large += 1
+                    continue
                 if fmt is None:
                     self.stats.non_images += 1
-                    videos += 1
+                    skipped += 1
                     continue
-                self.stats.images += 1
+                if fmt == VIDEO:
+                    self.stats.videos += 1
+                else:
+                    self.stats.images += 1
                 remote.photos.append(
                     RemotePhoto(
                         external_id=str(uri),
                         position=len(remote.photos),
                         load=partial(self.read_member, name),
+                        kind="video" if fmt == VIDEO else "image",
                     )
                 )
-            if len(items) == 1 and videos:
+            if len(items) == 1 and remote.photos and remote.photos[0].kind == "video":
                 remote.media_type = "VIDEO"
             if not remote.photos:
                 remote.skip_reason = (
-                    "no photo in this post (video)"
-                    if videos
+                    "no photo or video we can read in this post"
+                    if skipped
                     else "the post's files are missing from the export"
                 )
             self.stats.posts += 1

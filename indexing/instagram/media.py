@@ -1,9 +1,9 @@
 """Graph API media objects as ``RemotePost`` items.
 
-A media is an ``IMAGE``, a ``VIDEO`` (indexed through its cover image) or a
-``CAROUSEL_ALBUM`` whose children are the photos. Media without an image URL
-(copyright-flagged, or a video without a cover) become posts with a
-``skip_reason`` so the run can count and show them.
+A media is an ``IMAGE``, a ``VIDEO`` (a reel too: its MP4 is indexed frame by
+frame, its cover kept as its picture) or a ``CAROUSEL_ALBUM`` whose children
+are photos and videos. Media without a URL (copyright-flagged) become posts
+with a ``skip_reason`` so the run can count and show them.
 """
 
 from __future__ import annotations
@@ -43,8 +43,19 @@ def image_url(item: dict) -> str:
     return str(item.get("media_url") or "")
 
 
+def to_photo(item: dict, external_id: str, position: int) -> RemotePhoto | None:
+    """One image or video of a media, or None when Instagram gives no URL for it."""
+    if item.get("media_type") == "VIDEO":
+        video, cover = str(item.get("media_url") or ""), str(item.get("thumbnail_url") or "")
+        if not video and not cover:
+            return None
+        return RemotePhoto(external_id, position, media_url=cover, kind="video", video_url=video)
+    url = str(item.get("media_url") or "")
+    return RemotePhoto(external_id, position, media_url=url) if url else None
+
+
 def to_post(item: dict) -> RemotePost:
-    """One listed media (with ``MEDIA_FIELDS``) as a post with its photos in order."""
+    """One listed media (with ``MEDIA_FIELDS``) as a post with its photos and videos in order."""
     media_id = str(item.get("id"))
     media_type = str(item.get("media_type") or "IMAGE")
     post = RemotePost(
@@ -57,19 +68,16 @@ def to_post(item: dict) -> RemotePost:
     if media_type == "CAROUSEL_ALBUM":
         children = (item.get("children") or {}).get("data") or []
         for child in children:
-            url = image_url(child)
-            if child.get("id") and url:
-                post.photos.append(
-                    RemotePhoto(external_id=str(child["id"]), position=len(post.photos), media_url=url)
-                )
+            photo = to_photo(child, str(child.get("id") or ""), len(post.photos)) if child.get("id") else None
+            if photo is not None:
+                post.photos.append(photo)
         if not children and item.get("media_url"):
             # No children listed: the parent's media_url is the first image.
             post.photos.append(RemotePhoto(external_id=media_id, media_url=str(item["media_url"])))
     else:
-        url = image_url(item)
-        if url:
-            post.photos.append(RemotePhoto(external_id=media_id, media_url=url))
+        photo = to_photo(item, media_id, 0)
+        if photo is not None:
+            post.photos.append(photo)
     if not post.photos:
-        has_video = media_type == "VIDEO" and item.get("media_url")
-        post.skip_reason = "video without a cover image" if has_video else COPYRIGHT_SKIP
+        post.skip_reason = COPYRIGHT_SKIP
     return post

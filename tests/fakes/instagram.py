@@ -71,6 +71,7 @@ class FakeMedia:
     timestamp: dt.datetime
     caption: str = ""
     photo: Path | None = None  # the image (a video's cover)
+    video: bytes | None = None  # a video's MP4 (default: a short clip of its cover photo)
     children: list[FakeMedia] = field(default_factory=list)
     copyright_flagged: bool = False
 
@@ -168,13 +169,16 @@ class FakeInstagram:
 
     def add_post(self, media_type: str = "IMAGE", photos: list[str | Path] | None = None, *,
                  caption: str = "", timestamp: dt.datetime | None = None,
-                 copyright_flagged: bool = False, media_id: str | None = None) -> str:
+                 copyright_flagged: bool = False, media_id: str | None = None,
+                 video: bytes | None = None, child_videos: dict[int, bytes] | None = None) -> str:
         """Publish a media; returns its id. Newer posts list first, as on Instagram.
 
-        IMAGE and VIDEO take one photo (a video's is its cover); a carousel
-        takes one per child. ``timestamp`` defaults to one minute after the
-        newest post.
+        IMAGE and VIDEO take one photo (a video's is its cover; ``video`` its
+        MP4); a carousel takes one per child, and ``child_videos`` makes the
+        children at those positions videos (the photo is then their cover).
+        ``timestamp`` defaults to one minute after the newest post.
         """
+        child_videos = child_videos or {}
         photos = photos or ["people/barack_obama/1.jpg"]
         with self._lock:
             if timestamp is None:
@@ -184,11 +188,13 @@ class FakeInstagram:
             media = FakeMedia(id=media_id or self._new_id(), media_type=media_type, timestamp=timestamp,
                               caption=caption, copyright_flagged=copyright_flagged)
             if media_type == "CAROUSEL_ALBUM":
-                for photo in photos:
-                    media.children.append(FakeMedia(id=self._new_id(), media_type="IMAGE",
-                                                    timestamp=timestamp, photo=self._photo(photo)))
+                for position, photo in enumerate(photos):
+                    media.children.append(FakeMedia(
+                        id=self._new_id(), media_type="VIDEO" if position in child_videos else "IMAGE",
+                        timestamp=timestamp, photo=self._photo(photo), video=child_videos.get(position)))
             else:
                 media.photo = self._photo(photos[0])
+                media.video = video
             self.media.append(media)
             self.media.sort(key=lambda m: m.timestamp, reverse=True)
             return media.id
@@ -639,9 +645,21 @@ class _Handler(BaseHTTPRequestHandler):
         if media is None:
             return self._send(404, b"Not found", "text/plain")
         if name.endswith(".mp4"):
-            return self._send(200, FAKE_MP4, "video/mp4")
+            return self._send(200, media.video or cover_clip(media.photo), "video/mp4")
         data = media.photo.read_bytes()
         self._send(200, data, CONTENT_TYPES.get(media.photo.suffix.lower(), "application/octet-stream"))
+
+
+_CLIPS: dict[Path, bytes] = {}
+
+
+def cover_clip(photo: Path) -> bytes:
+    """A 2-s MP4 showing ``photo``: what a video whose test gave no MP4 plays (made once)."""
+    if photo not in _CLIPS:
+        from tests.videos import Appearance, Clip, render
+
+        _CLIPS[photo] = render(Clip(2, [Appearance(photo, 0, 2)], fps=5))
+    return _CLIPS[photo]
 
 
 @pytest.fixture

@@ -31,9 +31,10 @@ from ..base import (
     NoFaceError,
     QueryFace,
 )
-from .detection import aligned_face, clip, face_quality, find_faces, relative_box
+from .detection import aligned_face, clip, face_quality, find_faces, relative_box, shrink
 from .runtime import ensure_threads, face_models
 from .vectors import EMBEDDING_BYTES, ENGINE, MatrixCache, search_matrix
+from .video import index_tracks
 
 ALIGN_SIDE = 1600  # decode size: the pixels faces are aligned from
 MIN_FACE_PX = 20  # shorter box side in original pixels to be searchable
@@ -77,9 +78,17 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
     Raises ``indexing.images.ImageError`` for anything that is not a readable image.
     """
     decoded = decode_image(data, max_side=ALIGN_SIDE)
-    pixels = np.asarray(decoded.image)
-    height, width = pixels.shape[:2]
-    scale = decoded.width / width  # decoded -> original pixels
+    return analyze_pixels(np.asarray(decoded.image), decoded.width, decoded.height, embed)
+
+
+def analyze_pixels(pixels: np.ndarray, width: int, height: int, embed: bool = True) -> Analysis:
+    """``analyze`` for pixels already decoded (a video frame): upright RGB; ``width`` x
+    ``height`` is the original's size."""
+    if max(pixels.shape[:2]) > ALIGN_SIDE:
+        factor = ALIGN_SIDE / max(pixels.shape[:2])
+        pixels, _, _ = shrink(pixels, max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
+    rows_px, cols_px = pixels.shape[:2]
+    scale = width / cols_px  # decoded -> original pixels
     faces = []
     models = face_models()
     with models.lock:
@@ -90,7 +99,7 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
                 box=relative_box(row, pixels.shape),
                 confidence=round(float(row[14]) * 100, 2),
                 landmarks=[
-                    [clip(row[4 + 2 * i] / width), clip(row[5 + 2 * i] / height)] for i in range(5)
+                    [clip(row[4 + 2 * i] / cols_px), clip(row[5 + 2 * i] / rows_px)] for i in range(5)
                 ],
                 quality=face_quality(aligned, side),
                 searchable=side >= MIN_FACE_PX,
@@ -99,7 +108,7 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
             if embed and face.searchable:
                 face.embedding = models.embed(aligned)
             faces.append(face)
-    return Analysis(width=decoded.width, height=decoded.height, faces=faces, pixels=pixels)
+    return Analysis(width=width, height=height, faces=faces, pixels=pixels)
 
 
 def _owner_id(owner) -> int:
@@ -115,6 +124,7 @@ class LocalEngine(FaceEngine):
 
     name = ENGINE
     groups_faces = True
+    indexes_video = True
 
     def __init__(self) -> None:
         megabytes = int(getattr(settings, "FACES_LOCAL_CACHE_MB", 1024))
@@ -150,6 +160,11 @@ class LocalEngine(FaceEngine):
         ]
         # The decoded pixels go along: the pipeline cuts thumbnails from them, no second decode.
         return IndexResult(faces=faces, width=analysis.width, height=analysis.height, image=analysis.image)
+
+    def index_video(self, owner, video, external_id: str, *, poster: bytes | None = None) -> IndexResult:
+        """Tracks of the video's sampled frames; the caller writes the rows, as for photos."""
+        cover = np.asarray(decode_image(poster, max_side=ALIGN_SIDE).image) if poster else None
+        return index_tracks(video, analyze_pixels, poster=cover)
 
     def search_by_face(self, owner, face_id: str, limit: int, threshold: float) -> list[Match]:
         """Faces like one of the owner's faces, without that face itself."""
