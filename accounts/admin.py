@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from functools import wraps
+
 from allauth.socialaccount.models import SocialApp, SocialToken
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
@@ -15,6 +17,7 @@ from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
 from .models import FaceConsent, StaffAccessLog
+from .sessions import end_sessions
 
 
 def audit_repr(obj: Model) -> str:
@@ -22,6 +25,12 @@ def audit_repr(obj: Model) -> str:
     owner = getattr(obj, "owner_id", None) or getattr(obj, "user_id", None)
     text = f"{obj._meta.label} {obj.pk}"
     return f"{text} of user {owner}" if owner else text
+
+
+def ids_repr(model: type[Model], ids: list) -> str:
+    """``indexing.IndexRun [3, 4]``, shortened to fit the log's column."""
+    text = f"{model._meta.label} {ids}"
+    return text if len(text) <= 200 else f"{model._meta.label} {len(ids)} objects {ids[:20]}"[:200]
 
 
 class StaffAuditMixin:
@@ -33,6 +42,30 @@ class StaffAuditMixin:
     """
 
     keep_admin_log = True  # also write Django's LogEntry
+
+    def get_action(self, action):
+        """Every action needs a permission view-only staff lack, and every run is logged.
+
+        Django offers an action without ``allowed_permissions`` to anyone who
+        may view the list, so such actions default to needing "change".
+        Deleting is logged per object by ``log_deletions``.
+        """
+        found = super().get_action(action)
+        if found is None:
+            return None
+        func, name, description = found
+        if name == "delete_selected":
+            return found
+
+        @wraps(func)
+        def audited(modeladmin, request: HttpRequest, queryset):
+            ids = list(queryset.values_list("pk", flat=True))
+            response = func(modeladmin, request, queryset)
+            StaffAccessLog.objects.create(staff=request.user, action=name[:64], object_repr=ids_repr(self.model, ids))
+            return response
+
+        audited.allowed_permissions = getattr(func, "allowed_permissions", None) or ("change",)
+        return audited, name, description
 
     def _audit(self, request: HttpRequest, action: str, objects) -> None:
         name = self.model._meta.model_name
@@ -84,6 +117,13 @@ class AuditedUserAdmin(StaffAuditMixin, UserAdmin):
     """
 
     keep_admin_log = False  # LogEntry would keep the username of a deleted user
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """A password set by staff signs the user out everywhere (but not the staff member)."""
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            end_sessions(int(unquote(id)), keep=request.session.session_key)
+        return response
 
 
 @admin.register(FaceConsent)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
+from django.core.exceptions import PermissionDenied
 from django.db import models
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ class ConsentQuerySet(models.QuerySet):
         """
         ip_address = None
         if request is not None:
-            ip_address = request.META.get("REMOTE_ADDR") or None
+            ip_address = client_ip(request)
             user_agent = request.headers.get("User-Agent", "")
         return self.create(
             user=user,
@@ -39,6 +41,16 @@ class ConsentQuerySet(models.QuerySet):
             ip_address=ip_address,
             user_agent=user_agent[:300],
         )
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The address allauth's throttles use too (``BEHIND_PROXY`` decides which header to trust)."""
+    from allauth.account.adapter import get_adapter
+
+    try:
+        return get_adapter(request).get_client_ip(request)
+    except PermissionDenied:
+        return None
 
 
 class FaceConsent(models.Model):
@@ -88,3 +100,15 @@ class StaffAccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.staff} {self.action} {self.object_repr}"
+
+
+class UserSession(AbstractBaseSession):
+    """A session row that also names its user (see ``accounts.sessions``)."""
+
+    user_id = models.BigIntegerField(null=True, db_index=True)
+
+    @classmethod
+    def get_session_store_class(cls):
+        from .sessions import SessionStore
+
+        return SessionStore

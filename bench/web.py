@@ -38,6 +38,7 @@ EMAIL, PASSWORD = "bench@example.com", "bench-password-9f8e"
 
 def seed(total_faces: int) -> None:
     """The fixture people for real, then synthetic faces up to ``total_faces``."""
+    from allauth.account.models import EmailAddress
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
@@ -45,6 +46,7 @@ def seed(total_faces: int) -> None:
     from indexing.models import Face, FaceCollection, Photo, Post, Source
 
     user = get_user_model().objects.create_user(username="bench", email=EMAIL, password=PASSWORD)
+    EmailAddress.objects.create(user=user, email=EMAIL, primary=True, verified=True)  # signs in by password
     FaceConsent.objects.record(user)
     call_command("faces_import", "--user", EMAIL, "--sync", str(FIXTURES / "people"))
     real = Face.objects.filter(owner=user)

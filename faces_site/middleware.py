@@ -25,7 +25,11 @@ class SecurityHeadersMiddleware:
     """Add a Content-Security-Policy and a Permissions-Policy to every page.
 
     The policy allows the camera for our own origin only, so the selfie page
-    works while no third-party script or frame can reach it.
+    works while no third-party script or frame can reach it. Every response to
+    a signed-in user carries personal data (names, captions, photos, the
+    e-mail address in the header), so unless the view chose its own caching
+    it is ``private, no-store``: no shared proxy keeps it, and the browser's
+    back button after signing out shows nothing of it.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -35,6 +39,9 @@ class SecurityHeadersMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", settings.FACES_PERMISSIONS_POLICY)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            response.headers.setdefault("Cache-Control", "private, no-store")
         return response
 
 

@@ -3,33 +3,35 @@
 A search runs face detection and, with Rekognition, costs money per call; an
 import fills the queue. Each user gets ``settings.FACES_RATE_LIMITS[scope]``
 requests per sliding window, counted in the Django cache (Redis in
-production, the shared file cache on one machine), so every web process
-agrees. Over the limit the view answers 429 with a page that says when to
-come back, or JSON for ``Accept: application/json`` requests.
+production, the shared file cache on one machine) by an atomic check, so
+every web process agrees and concurrent requests never overshoot. Over the
+limit the view answers 429 with a page that says when to come back, or JSON
+for ``Accept: application/json`` requests. Limits are per account, never per
+IP address, so users behind one proxy do not share them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from . import counters
 from .http import wants_json
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 SCOPE_NAMES = {"search": "searches", "import": "imports"}
 
-_thread_lock = threading.Lock()
+# The clock of the file cache and local-memory counters; tests replace it.
+clock: Callable[[], float] = time.time
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -41,38 +43,25 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(amount), int(multiple or 1) * UNITS[unit]
 
 
-@contextlib.contextmanager
-def _locked(key: str) -> Iterator[None]:
-    """Serialize one counter's read-modify-write (cache.add is atomic on Redis)."""
-    lock = f"{key}:lock"
-    deadline = time.monotonic() + 1.0
-    acquired = False
-    with _thread_lock:
-        while not (acquired := cache.add(lock, 1, timeout=5)) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        try:
-            yield
-        finally:
-            if acquired:
-                cache.delete(lock)
-
-
-def hit(scope: str, ident: object, rate: str) -> float:
+def hit(scope: str, ident: object, rate: str, token: str = "") -> float:
     """Count one request of ``ident`` in ``scope``.
 
     Returns 0 when it is allowed, else the seconds until the oldest request
-    in the window expires (the request is then not counted).
+    in the window expires (the request is then not counted). Exact across
+    threads and processes: see ``faces_site.counters``.
     """
     amount, period = parse_rate(rate)
-    key = f"faces:rl:{scope}:{ident}"
-    now = time.time()
-    with _locked(key):
-        stamps = [stamp for stamp in cache.get(key, []) if stamp > now - period]
-        if len(stamps) >= amount:
-            return max(0.001, stamps[0] + period - now)
-        stamps.append(now)
-        cache.set(key, stamps, timeout=period + 1)
-    return 0.0
+    counted, value = counters.hit(f"faces:rl:{scope}:{ident}", amount, period, clock=clock, token=token)
+    return 0.0 if counted else value
+
+
+def refund(request: HttpRequest) -> None:
+    """Uncount this request: the view refused it before doing any of the limited work."""
+    counted = getattr(request, "_faces_rate_limited", None)
+    if counted:
+        scope, rate, token = counted
+        counters.release(f"faces:rl:{scope}:{request.user.pk}", token, parse_rate(rate)[1])
+        request._faces_rate_limited = None
 
 
 def too_many_requests(request: HttpRequest, scope: str, retry_after: float) -> HttpResponse:
@@ -99,9 +88,11 @@ def rate_limit(scope: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             rate = settings.FACES_RATE_LIMITS.get(scope)
             if rate and request.method in methods and request.user.is_authenticated:
-                retry_after = hit(scope, request.user.pk, rate)
+                token = uuid.uuid4().hex
+                retry_after = hit(scope, request.user.pk, rate, token=token)
                 if retry_after:
                     return too_many_requests(request, scope, retry_after)
+                request._faces_rate_limited = (scope, rate, token)
             return view(request, *args, **kwargs)
 
         return wrapper

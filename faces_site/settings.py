@@ -245,10 +245,19 @@ LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "home"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "optional")
+# Mandatory verification is what lets allauth hide whether an address is
+# registered: signing up with a new or a known address both end on "check your
+# e-mail" (the known one gets a "you already have an account" mail instead).
+ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+# Instagram sign-ups keep refusing a registered address (they proved an Instagram account).
+SOCIALACCOUNT_EMAIL_VERIFICATION = env("SOCIALACCOUNT_EMAIL_VERIFICATION", "optional")
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
+# Sessions name their user, so deleting an account or changing a password ends them all.
+SESSION_ENGINE = "accounts.sessions"
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
@@ -280,7 +289,16 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG and env_bool("HTTPS
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
+# Behind a reverse proxy every request comes from the proxy's address: trust
+# its X-Forwarded-Proto, and take the client address (allauth's login, sign-up
+# and reset throttles, the address kept with a consent record) from the
+# X-Forwarded-For entry the last PROXY_COUNT proxies added, or from the single
+# header PROXY_CLIENT_IP_HEADER names (X-Real-IP, CF-Connecting-IP). Off, both
+# headers are ignored, so a client cannot pick its own address.
+BEHIND_PROXY = env_bool("BEHIND_PROXY")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("PROXY_COUNT", 1) if BEHIND_PROXY else 0
+ALLAUTH_TRUSTED_CLIENT_IP_HEADER = (env("PROXY_CLIENT_IP_HEADER") or None) if BEHIND_PROXY else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
@@ -326,7 +344,11 @@ FACES_ENGINE = env("FACES_ENGINE", "local")
 FACES_DEFAULT_THRESHOLD = float(env("FACES_DEFAULT_THRESHOLD", "80"))
 FACES_MAX_UPLOAD_BYTES = env_int("FACES_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
 FACES_MAX_IMAGE_PIXELS = env_int("FACES_MAX_IMAGE_PIXELS", 80_000_000)
-FACES_CONSENT_VERSION = "2026-11-01"
+# A search photo is decoded in the web process: at most this many pixels are
+# decoded (a JPEG counts at the reduced scale it is decoded at), which bounds
+# one search request's memory (README, "Limits").
+FACES_MAX_SEARCH_PIXELS = env_int("FACES_MAX_SEARCH_PIXELS", 16_000_000)
+FACES_CONSENT_VERSION = "2026-12-01"  # support staff can open photo previews
 FACES_REKOGNITION_PREFIX = env("FACES_REKOGNITION_PREFIX", "faces")
 FACES_REKOGNITION_TPS = float(env("FACES_REKOGNITION_TPS", "5"))
 FACES_REKOGNITION_MAX_ATTEMPTS = env_int("FACES_REKOGNITION_MAX_ATTEMPTS", 5)
@@ -336,6 +358,12 @@ FACES_ENGINE_THREADS = env_int("FACES_ENGINE_THREADS", 1)
 FACES_LOCAL_CACHE_MB = env_int("FACES_LOCAL_CACHE_MB", 1024)
 FACES_MAX_EXPORT_BYTES = env_int("FACES_MAX_EXPORT_BYTES", 4 * 1024**3)
 FACES_MAX_EXPORT_MEMBERS = env_int("FACES_MAX_EXPORT_MEMBERS", 50_000)
+# An export's posts JSON is parsed in the web process (on upload) and the worker
+# (crawl): unpacked size per member and in all, checked before reading, and the
+# memory parsing may take, estimated before parsing (10,000 posts: 5.4 MiB, 63 MB estimated, 23 real).
+FACES_MAX_EXPORT_JSON_MEMBER_BYTES = env_int("FACES_MAX_EXPORT_JSON_MEMBER_BYTES", 32 * 1024**2)
+FACES_MAX_EXPORT_JSON_BYTES = env_int("FACES_MAX_EXPORT_JSON_BYTES", 64 * 1024**2)
+FACES_EXPORT_JSON_BUDGET_BYTES = env_int("FACES_EXPORT_JSON_BUDGET_BYTES", 256 * 1024**2)
 # Face data of accounts inactive (no login) for this many days is deleted by a
 # daily job; 0 keeps it until the user deletes it.
 FACES_RETENTION_DAYS = env_int("FACES_RETENTION_DAYS", 0)

@@ -12,11 +12,14 @@ from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import StaffAuditMixin
 from accounts.models import StaffAccessLog
 
+from . import admin_queue  # noqa: F401 - registers the task queue admin
+from .admin_users import HAS_FAILURES  # also registers the user admin
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source
 from .thumbnails import small_preview
 
@@ -30,50 +33,75 @@ class SourceAdmin(StaffAuditMixin, admin.ModelAdmin):
     readonly_fields = ["created_at", "newest_post_at"]
 
 
+class HasFailuresFilter(admin.SimpleListFilter):
+    title = "failures"
+    parameter_name = "has_failures"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Has failures"), ("no", "No failures")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(HAS_FAILURES)
+        if self.value() == "no":
+            return queryset.exclude(HAS_FAILURES)
+        return queryset
+
+
 @admin.register(IndexRun)
 class IndexRunAdmin(StaffAuditMixin, admin.ModelAdmin):
-    list_display = [
-        "id",
-        "owner",
-        "source",
-        "status",
-        "progress",
-        "posts_failed",
-        "photos_done",
-        "faces_found",
-        "created_at",
-        "finished_at",
-    ]
-    list_filter = ["status"]
+    """Runs are records of what happened: read-only for everyone; failed posts can be retried."""
+
+    list_display = ["id", "owner", "kind", "status", "progress", "failures", "faces_found", "created"]
+    list_filter = ["status", HasFailuresFilter, "source__kind"]
     search_fields = ["owner__email"]
-    raw_id_fields = ["owner", "source"]
-    readonly_fields = [
-        "posts_total",
-        "posts_done",
-        "posts_failed",
-        "posts_skipped",
-        "photos_done",
-        "faces_found",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ]
+    list_select_related = ["owner", "source"]
     actions = ["retry_failed_posts"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        """Retrying re-queues work, so it takes the change permission Support lacks."""
+        return request.user.has_perm("indexing.change_indexrun")
+
+    @admin.display(description="Source", ordering="source__kind")
+    def kind(self, run: IndexRun) -> str:
+        return run.source.get_kind_display()
 
     @admin.display(description="Progress")
     def progress(self, run: IndexRun) -> str:
         return format_html(
-            '<progress max="100" value="{}"></progress> {}/{}', run.percent, run.posts_finished, run.posts_total
+            '<progress max="100" value="{}" style="width:5em"></progress> {}/{}',
+            run.percent,
+            run.posts_finished,
+            run.posts_total,
         )
 
-    @admin.action(description="Retry failed posts of the selected runs")
+    @admin.display(description="Failed", ordering="posts_failed")
+    def failures(self, run: IndexRun) -> str:
+        if not run.posts_failed:
+            return "0"
+        url = reverse("admin:indexing_post_changelist")
+        return format_html(
+            '<a href="{}?run__id__exact={}&amp;status__exact=failed" style="color:#ba2121;font-weight:bold">{}</a>',
+            url,
+            run.pk,
+            run.posts_failed,
+        )
+
+    @admin.display(description="Started", ordering="created_at")
+    def created(self, run: IndexRun) -> str:
+        return timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.action(description="Retry failed posts of the selected runs", permissions=["retry"])
     def retry_failed_posts(self, request: HttpRequest, queryset) -> None:
         from .pipeline import retry_failed
 
         count = sum(retry_failed(run) for run in queryset)
-        StaffAccessLog.objects.create(
-            staff=request.user, action="retry_failed_posts", object_repr=f"runs {list(queryset.values_list('pk', flat=True))}"
-        )
         self.message_user(request, f"Re-queued {count} failed posts.")
 
 

@@ -24,7 +24,8 @@ class MultipleFileField(forms.FileField):
 
 
 class PhotoUploadForm(forms.Form):
-    photos = MultipleFileField(label="Photos")
+    # An empty file is skipped by the upload view with its name; it does not refuse the batch.
+    photos = MultipleFileField(label="Photos", allow_empty_file=True)
 
 
 class ExportUploadForm(forms.Form):

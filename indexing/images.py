@@ -93,11 +93,19 @@ def sniff_format(data: bytes) -> str | None:
         return None
 
 
-def decode_image(data: bytes, max_side: int | None = None) -> DecodedImage:
+# Modes Image.reduce() works on; others are converted after scaling down.
+_REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F", "CMYK"}
+
+
+def decode_image(data: bytes, max_side: int | None = None, pixel_limit: int | None = None) -> DecodedImage:
     """Decode ``data`` into an upright RGB image no larger than ``max_side``.
 
     JPEGs are decoded at a reduced scale (``draft``) when ``max_side`` allows,
-    which makes large photos several times cheaper to read.
+    which makes large photos several times cheaper to read. ``pixel_limit``
+    bounds the pixels actually decoded (after ``draft``), so the memory a
+    caller spends is at most about four bytes per allowed pixel: other
+    formats are scaled down (``reduce``) right after decoding, before any
+    conversion makes a second full-size copy.
     """
     if not data:
         raise ImageError("The file is empty.")
@@ -127,9 +135,18 @@ def decode_image(data: bytes, max_side: int | None = None) -> DecodedImage:
                 # draft() picks a DCT scale of 1/2, 1/4 or 1/8 at least max_side big.
                 scale = max(img.size) / max_side
                 img.draft("RGB", (int(img.width / scale), int(img.height / scale)))
+            if pixel_limit and img.width * img.height > pixel_limit:
+                raise ImageError(
+                    f"The image has too many pixels ({img.width}x{img.height}; the limit here is "
+                    f"{pixel_limit // 1_000_000} megapixels). Please use a smaller copy."
+                )
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)  # animated GIF/WebP: the first frame stands for the image
             img.load()
+            if max_side and img.mode.startswith("I;16") and max(img.size) >= 2 * max_side:
+                img = img.convert("I")  # 16-bit grey: reduce() wants 32-bit integers
+            if max_side and img.mode in _REDUCIBLE and max(img.size) >= 2 * max_side:
+                img = img.reduce(max(img.size) // max_side)  # frees the full-size pixels
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

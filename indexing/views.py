@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.decorators import consent_required
 from accounts.instagram.provider import InstagramLoginProvider
 from accounts.models import FaceConsent, has_face_consent
-from faces_site.ratelimit import rate_limit
+from faces_site.ratelimit import rate_limit, refund
 
 from . import pipeline
 from .deletion import delete_face_data
@@ -45,15 +45,20 @@ def import_page(request: HttpRequest) -> HttpResponse:
 def upload_photos(request: HttpRequest) -> HttpResponse:
     form = PhotoUploadForm(request.POST, request.FILES)
     if not form.is_valid():
+        refund(request)
         for error in form.errors.get("photos", []):
             messages.error(request, error)
         return redirect("import")
-    summary = import_uploads(request.user, form.cleaned_data["photos"])
+    uploads = form.cleaned_data["photos"]
+    for empty in (f for f in uploads if not f.size):
+        messages.warning(request, f"Not imported: {empty.name}: the file is empty")
+    summary = import_uploads(request.user, [f for f in uploads if f.size])
     for rejected in summary.rejected:
         messages.warning(request, f"Not imported: {rejected}")
     if summary.duplicates:
         messages.info(request, f"{summary.duplicates} photo(s) were already in your library and were skipped.")
     if summary.source is None:
+        refund(request)  # nothing was imported: it does not count against the hourly limit
         messages.warning(request, "No new photos to index.")
         return redirect("import")
     run = pipeline.start_run(summary.source)

@@ -93,7 +93,7 @@ def search(request: HttpRequest) -> HttpResponse:
             error = f"This photo is too large (the limit is {settings.FACES_MAX_UPLOAD_BYTES // (1024 * 1024)} MB)."
         else:
             try:
-                decoded = decode_image(upload.read(), max_side=QUERY_SIDE)
+                decoded = decode_image(upload.read(), max_side=QUERY_SIDE, pixel_limit=settings.FACES_MAX_SEARCH_PIXELS)
             except ImageError as exc:
                 error = f"We could not read this photo: {exc}"
             else:

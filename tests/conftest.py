@@ -61,11 +61,14 @@ def fixtures_dir() -> Path:
 
 
 def make_user(email: str, consent: bool = True):
+    from allauth.account.models import EmailAddress
     from django.contrib.auth import get_user_model
 
     from accounts.models import FaceConsent
 
     user = get_user_model().objects.create_user(username=email.split("@")[0], email=email, password=PASSWORD)
+    # A confirmed address, as every user who got past sign-up has (verification is mandatory).
+    EmailAddress.objects.create(user=user, email=email, primary=True, verified=True)
     if consent:
         FaceConsent.objects.record(user)
     return user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -20,14 +21,26 @@ from tests.conftest import PASSWORD, ROOT, make_user, wait_for
 pytestmark = pytest.mark.django_db
 
 
+def confirm_email(client, address: str):
+    """Follow the confirmation link of the last mail to ``address``, as a user would."""
+    from django.core import mail
+
+    body = next(message.body for message in reversed(mail.outbox) if address in message.to)
+    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^/\s]+/)", body).group(1)
+    assert client.get(link).status_code == 200
+    return client.post(link)
+
+
 def test_signup_consent_logout_login(client):
     response = client.post(
         reverse("account_signup"),
         {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
     )
-    assert response.status_code == 302
+    assert response.status_code == 302 and response["Location"] == reverse("account_email_verification_sent")
     user = get_user_model().objects.get(email="new@example.com")
     assert not has_face_consent(user)
+    confirmed = confirm_email(client, "new@example.com")
+    assert confirmed.status_code == 302
 
     home = client.get("/")
     assert b"Review and give consent" in home.content
@@ -41,7 +54,7 @@ def test_signup_consent_logout_login(client):
     accepted = client.post(reverse("consent"), {"agree": "on", "next": "/settings/"})
     assert accepted.status_code == 302 and accepted["Location"] == "/settings/"
     consent = FaceConsent.objects.get(user=user)
-    assert consent.accepted and consent.version == "2026-11-01" and consent.created_at
+    assert consent.accepted and consent.version == "2026-12-01" and consent.created_at
     assert has_face_consent(user)
 
     client.post(reverse("account_logout"))

@@ -20,6 +20,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
+from faces_site import ratelimit
 from faces_site.ratelimit import parse_rate
 from indexing.images import ImageError, decode_image
 from indexing.models import IndexRun, Photo, Source
@@ -103,6 +104,46 @@ def test_a_decompression_bomb_is_refused_with_a_message(alice_client):
     response = alice_client.post(reverse("search"), {"image": SimpleUploadedFile("bomb.png", png_header_bomb())})
     assert response.status_code == 400
     assert "The image is too large" in followed_text(response)
+
+
+def rgb_image(kind: str, width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "gray").save(buffer, kind)
+    return buffer.getvalue()
+
+
+def test_search_photos_have_a_lower_pixel_limit_than_imports(alice_client, user, settings):
+    """A search photo is decoded in the web process: at most FACES_MAX_SEARCH_PIXELS of it."""
+    settings.FACES_MAX_SEARCH_PIXELS = 2_000_000
+    big_png = rgb_image("PNG", 2000, 1500)  # 3 MP
+    response = alice_client.post(reverse("search"), {"image": SimpleUploadedFile("big.png", big_png)})
+    assert response.status_code == 400
+    assert "too many pixels (2000x1500; the limit here is 2 megapixels)" in followed_text(response)
+    # The same photo imports: the import limit is FACES_MAX_IMAGE_PIXELS.
+    assert decode_image(big_png, max_side=1600).width == 2000
+    imported = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("big.png", big_png)]})
+    assert imported.status_code == 302 and Photo.objects.filter(owner=user).count() == 1
+
+
+def test_a_big_jpeg_search_photo_is_decoded_reduced(alice_client, settings):
+    """A JPEG counts at the scale it is decoded at (draft), so a 31 MP one fits a 2 MP limit."""
+    settings.FACES_MAX_SEARCH_PIXELS = 2_000_000
+    big_jpeg = rgb_image("JPEG", 6400, 4800)
+    decoded = decode_image(big_jpeg, max_side=1600, pixel_limit=settings.FACES_MAX_SEARCH_PIXELS)
+    assert (decoded.width, decoded.height) == (6400, 4800) and max(decoded.image.size) == 1600
+    response = alice_client.post(reverse("search"), {"image": SimpleUploadedFile("big.jpg", big_jpeg)})
+    assert response.status_code == 302
+    with pytest.raises(ImageError, match="too many pixels"):
+        decode_image(rgb_image("JPEG", 2000, 1500), max_side=1600, pixel_limit=1_000_000)  # no draft below 2x
+
+
+def test_decoding_reduced_keeps_every_mode_upright_and_rgb():
+    for mode in ("RGBA", "LA", "I;16", "P", "CMYK"):
+        buffer = io.BytesIO()
+        Image.new(mode, (4000, 1000)).save(buffer, "TIFF")
+        decoded = decode_image(buffer.getvalue(), max_side=1000)
+        assert decoded.image.mode == "RGB" and max(decoded.image.size) <= 1000, mode
+        assert (decoded.width, decoded.height) == (4000, 1000)
 
 
 # -- files per import -------------------------------------------------------------
@@ -229,10 +270,12 @@ def test_search_is_rate_limited_per_user(alice_client, other_user, settings, fix
     assert search_post(bob, fixtures_dir).status_code == 302
 
 
-def test_rate_limit_window_slides(alice_client, settings, fixtures_dir):
+def test_rate_limit_window_slides(alice_client, settings, fixtures_dir, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit, "clock", lambda: now[0])  # however long a search takes on a busy machine
     settings.FACES_RATE_LIMITS = {"search": "2/s"}
     assert [search_post(alice_client, fixtures_dir).status_code for _ in range(3)] == [302, 302, 429]
-    time.sleep(1.1)
+    now[0] += 1.0
     assert search_post(alice_client, fixtures_dir).status_code == 302
 
 
@@ -247,6 +290,34 @@ def test_imports_are_rate_limited_per_user(alice_client, user, settings):
     export = alice_client.post(reverse("upload_export"), {"archive": SimpleUploadedFile("e.zip", export_zip())})
     assert export.status_code == 429 and "Too many imports" in followed_text(export)
     assert 3000 <= int(export["Retry-After"]) <= 3600
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]] if response.context else []
+
+
+def test_an_empty_file_fails_alone_with_its_name(alice_client, user):
+    files = [SimpleUploadedFile("a.jpg", jpeg(30)), SimpleUploadedFile("empty.jpg", b""),
+             SimpleUploadedFile("b.jpg", jpeg(31, "blue"))]
+    response = alice_client.post(reverse("upload_photos"), {"photos": files}, follow=True)
+    assert response.redirect_chain[-1][0].startswith("/runs/")
+    assert "Not imported: empty.jpg: the file is empty" in messages_of(response)
+    assert sorted(Photo.objects.filter(owner=user).values_list("external_id", flat=True)) == ["a.jpg", "b.jpg"]
+
+
+def test_an_upload_that_imports_nothing_does_not_count_against_the_limit(alice_client, user, settings):
+    settings.FACES_RATE_LIMITS = {"import": "1/h"}
+    for _ in range(3):
+        refused = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("empty.jpg", b"")]},
+                                    follow=True)
+        assert refused.redirect_chain == [(reverse("import"), 302)]
+        assert "Not imported: empty.jpg: the file is empty" in messages_of(refused)
+    assert not Source.objects.filter(owner=user).exists()
+    done = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("a.jpg", jpeg(30))]})
+    assert done.status_code == 302 and done["Location"].startswith("/runs/")
+    # The one real import is counted: the next is over the limit.
+    again = alice_client.post(reverse("upload_photos"), {"photos": [SimpleUploadedFile("b.jpg", jpeg(31))]})
+    assert again.status_code == 429
 
 
 def test_failed_logins_are_throttled(client, user):

@@ -149,7 +149,7 @@ def rich_alice(alice_client, user, other_user, fixtures_dir, data_dir):
     app = SocialApp.objects.create(provider="instagram_login", name="Instagram", client_id="c", secret="s")
     account = SocialAccount.objects.create(user=user, provider="instagram_login", uid="1789", extra_data={})
     SocialToken.objects.create(app=app, account=account, token="IGQV-secret")
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
     # Bob's library.
     import_sync(other_user, people / "joe_biden" / "1.jpg")
     media = django_settings.MEDIA_ROOT
@@ -388,7 +388,7 @@ def test_staff_views_changes_and_actions_on_user_data_are_logged(admin_client, s
     assert ("view_photo", f"indexing.Photo {photo.pk} of user {user.pk}") in logs
     assert ("view_photo_preview", f"photo {photo.pk} of user {user.pk}") in logs
     assert ("change_person", f"indexing.Person {person.pk} of user {user.pk}") in logs
-    assert ("retry_failed_posts", f"runs [{run.pk}]") in logs
+    assert ("retry_failed_posts", f"indexing.IndexRun [{run.pk}]") in logs
     assert not any(user.email in repr_ or "Father" in repr_ for _, repr_ in logs)
 
 

@@ -22,7 +22,11 @@ What we do about it:
   ``RemotePhoto.external_id`` is the file's ``uri``;
 - the archive is refused (``ExportError``) when it is not a ZIP, has no posts
   JSON, has more members than ``FACES_MAX_EXPORT_MEMBERS`` (50,000), an absolute
-  or ``..`` member path, a posts JSON that is huge or a decompression bomb, or
+  or ``..`` member path, posts JSON over ``FACES_MAX_EXPORT_JSON_MEMBER_BYTES``
+  each or ``FACES_MAX_EXPORT_JSON_BYTES`` together (unpacked, checked before
+  reading), JSON whose parsed form would pass ``FACES_EXPORT_JSON_BUDGET_BYTES``
+  (estimated before parsing, ``jsonbudget``) or nested too deeply, a
+  decompression bomb, or
   when the files we would read add up to more than ``FACES_MAX_EXPORT_BYTES``
   (4 GiB). A single photo larger than ``FACES_MAX_UPLOAD_BYTES`` (a video
   larger than ``FACES_VIDEO_MAX_BYTES``) or compressed suspiciously well is
@@ -32,7 +36,6 @@ What we do about it:
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import re
@@ -60,10 +63,10 @@ from .export_json import (
     post_list,
     repair_text,
 )
+from .jsonbudget import JSONBudget, JSONBudgetError
 
 logger = logging.getLogger(__name__)
 
-MAX_JSON_BYTES = 64 * 1024**2
 MAX_RATIO = 100  # uncompressed/compressed; photos barely compress, JSON ~10x
 RATIO_MIN_SIZE = 1024**2  # tiny members may compress well without harm
 SNIFF_BYTES = 256 * 1024
@@ -72,6 +75,10 @@ TOO_LARGE = "TOO_LARGE"
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 PathOrFile = str | os.PathLike | IO[bytes]
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f}".removesuffix(".0")
 
 
 class ExportError(SourceError):
@@ -205,18 +212,36 @@ class InstagramExport:
                 "No posts found in this ZIP (no posts_1.json). Use Instagram's "
                 "\"Download your information\" export in JSON format, including your posts."
             )
+        self._check_json_sizes([name for _root, _n, name in found])
+        budget = JSONBudget(settings.FACES_EXPORT_JSON_BUDGET_BYTES)
         entries: list[tuple[str, dict]] = []
         for root, _n, name in found:
-            info = self.members[name]
-            if info.file_size > MAX_JSON_BYTES or self._absurd_ratio(info):
-                raise ExportError(f"{name} is too large or suspiciously compressed; refused.")
+            # The declared size bounds what is read: zipfile stops there (and a CRC error follows a lie).
             try:
-                data = json.loads(self._read(name))
-            except (ValueError, UnicodeDecodeError):
-                raise ExportError(f"{name} is not valid JSON.") from None
+                data = budget.parse(self._read(name), name)
+            except JSONBudgetError as exc:
+                raise ExportError(str(exc)) from None
             self.stats.posts_files.append(name)
             entries.extend((root, post) for post in post_list(data))
         return entries
+
+    def _check_json_sizes(self, names: list[str]) -> None:
+        """Refuse before reading any JSON: each member and all of them together, decompressed."""
+        per_member = settings.FACES_MAX_EXPORT_JSON_MEMBER_BYTES
+        for name in names:
+            info = self.members[name]
+            if info.file_size > per_member or self._absurd_ratio(info):
+                raise ExportError(
+                    f"{name} is too large ({_mib(info.file_size)} MiB unpacked; at most {_mib(per_member)} MiB) "
+                    "or suspiciously compressed; refused."
+                )
+        total = sum(self.members[name].file_size for name in names)
+        if total > settings.FACES_MAX_EXPORT_JSON_BYTES:
+            raise ExportError(
+                f"The export's post lists add up to {_mib(total)} MiB unpacked; at most "
+                f"{_mib(settings.FACES_MAX_EXPORT_JSON_BYTES)} MiB are read. This is not the shape of an "
+                "Instagram export; upload the ZIP Instagram sent you, unchanged."
+            )
 
     def _check_total_size(self) -> None:
         """Refuse before reading anything large: JSON plus every referenced file."""

@@ -85,6 +85,19 @@ def login(page, live_server, email: str, password: str = PASSWORD) -> None:
     page.wait_for_url(f"{live_server.url}/")
 
 
+def confirm_email(page, live_server, address: str) -> None:
+    """Open the confirmation link of the last mail to ``address`` and confirm, as a new user does."""
+    import re
+
+    from django.core import mail
+
+    body = next(message.body for message in reversed(mail.outbox) if address in message.to)
+    path = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^/\s]+/)", body).group(1)
+    page.goto(f"{live_server.url}{path}")
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/**")
+
+
 def named_copies(tmp_path: Path, relative_paths: list[str]) -> list[str]:
     """Copies of fixture photos named after their identity, e.g. joe_biden-1.jpg."""
     files = []

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from indexing.models import Face, IndexRun, Photo
-from tests.browser.conftest import login, named_copies
+from tests.browser.conftest import confirm_email, login, named_copies
 from tests.conftest import FIXTURES, PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,6 +40,8 @@ def test_sign_up_consent_upload_progress_gallery_similar(page, live_server, star
     page.fill("input[name=password2]", PASSWORD)
     shoot(page, "02-sign-up")
     page.click("form button[type=submit]")
+    expect(page.locator("h1")).to_contain_text("Verify Your Email")  # the same page whether or not it is registered
+    confirm_email(page, live_server, "new.person@example.com")
     page.click("text=Review and give consent")
     expect(page.locator("h1")).to_have_text("Before we look at any face")
     shoot(page, "03-consent")

@@ -7,6 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import confirm_email
 from tests.conftest import FIXTURES, PASSWORD
 from tests.fakes.instagram import fake_instagram  # noqa: F401
 
@@ -32,6 +33,7 @@ def test_connect_instagram_crawl_and_search(page, live_server, fake_instagram, s
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
     page.click("form button[type=submit]")
+    confirm_email(page, live_server, "insta@example.com")
     page.goto(f"{live_server.url}/consent/")
     page.check("#id_agree")
     page.click("button:has-text('I agree')")

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from indexing import pipeline
 from indexing.imports import IMAGE_SUFFIXES, import_export_zip, import_photos, is_zip, iter_folder
+from indexing.instagram.export import ExportError, open_export
 from indexing.management.users import consenting_user
 from indexing.models import IndexRun
 
@@ -39,6 +40,10 @@ class Command(BaseCommand):
                 with path.open("rb") as handle:
                     head = handle.read(4)
                 if is_zip(head):
+                    try:
+                        open_export(path).close()  # refuse a bad or unsafe archive before importing anything
+                    except ExportError as exc:
+                        raise CommandError(f"{raw}: {exc}") from None
                     archives.append(path)
                 else:
                     photos.append((path.name, path.read_bytes()))
