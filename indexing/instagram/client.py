@@ -4,7 +4,9 @@ It lists a professional account's media as ``RemotePost`` items, re-fetches
 expired media URLs, downloads images and refreshes long-lived tokens. Every
 answer that means "slow down" becomes ``RateLimited`` with a ``retry_after``,
 code 190 becomes ``TokenExpired``; nothing here retries on its own, so the
-crawler sees every rate limit and can schedule the resume.
+crawler sees every rate limit and can schedule the resume. Media objects become
+posts in ``media.py``; answers and error shapes are read by
+``accounts.instagram.graph``, which login shares.
 
 Tokens travel in query strings (``paging.next`` repeats them), so only
 redacted URLs are ever logged.
@@ -23,22 +25,14 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from accounts.instagram.graph import base_url, error_of, json_object
 from faces_site.logging import redact
-from indexing.sources import (
-    MediaExpired,
-    RateLimited,
-    RemotePhoto,
-    RemotePost,
-    SourceError,
-    TokenExpired,
-)
+from indexing.sources import MediaExpired, RateLimited, RemotePost, SourceError, TokenExpired
+
+from .media import COPYRIGHT_SKIP, MEDIA_FIELDS, image_url, to_post
 
 logger = logging.getLogger(__name__)
 
-MEDIA_FIELDS = (
-    "id,media_type,media_url,permalink,timestamp,caption,thumbnail_url,"
-    "children{id,media_type,media_url,thumbnail_url}"
-)
 # Graph error codes that mean "too many calls": application, user, page, and
 # per-hour (613) limits.
 RATE_LIMIT_CODES = {4, 17, 32, 613}
@@ -48,7 +42,6 @@ USAGE_HEADERS = ("X-App-Usage", "X-Business-Use-Case-Usage")
 DEFAULT_RETRY_AFTER = 600.0  # Meta's windows roll over an hour; ten minutes is a fair first wait.
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 DOWNLOAD_DEADLINE = 120.0  # seconds for one whole image, however slowly it trickles
-COPYRIGHT_SKIP = "no media_url (copyright-flagged)"
 
 
 class Unavailable(RateLimited):
@@ -61,32 +54,6 @@ class Unavailable(RateLimited):
 
 class MediaDeleted(SourceError):
     """The media no longer exists on Instagram (deleted by its owner)."""
-
-
-def loads(text: str) -> Any:
-    """JSON with integers kept as strings, so 17-digit ids never lose digits."""
-    return json.loads(text, parse_int=str)
-
-
-def safe_url(url: str) -> str:
-    """The URL as it may appear in logs: tokens redacted."""
-    return redact(url)
-
-
-def parse_timestamp(value: str | None) -> dt.datetime | None:
-    """Instagram's ``2024-05-01T12:00:00+0000`` as an aware datetime."""
-    if not value:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
-        try:
-            return dt.datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 def usage_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -157,15 +124,12 @@ class InstagramClient:
         self.access_token = access_token
         self.page_size = page_size
         self.timeout = timeout
-        self.max_download_bytes = max_download_bytes or int(
-            getattr(settings, "FACES_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
-        )
+        self.max_download_bytes = max_download_bytes or settings.FACES_MAX_UPLOAD_BYTES
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", "Faces/1.0 (+instagram)")
         # Set when a usage header reached 100%: the next call would be refused,
         # so it is not sent (monotonic deadline, seconds).
         self.throttled_until: float = 0.0
-        self.requests_made = 0
 
     def __enter__(self) -> InstagramClient:
         return self
@@ -181,13 +145,9 @@ class InstagramClient:
 
     @property
     def graph_url(self) -> str:
-        return str(settings.INSTAGRAM_GRAPH_URL).rstrip("/")
+        return base_url("INSTAGRAM_GRAPH_URL")
 
     # Public API -----------------------------------------------------------
-
-    def me(self) -> dict:
-        """The account's ``id`` (app-scoped), ``user_id`` and ``username``."""
-        return self._get_json(f"{self.graph_url}/me", {"fields": "id,user_id,username"})
 
     def iter_media(self, since: dt.datetime | None = None) -> Iterator[RemotePost]:
         """Every media of the account, newest first, following ``paging.next``.
@@ -199,7 +159,7 @@ class InstagramClient:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
         for item in self._iter_pages(MEDIA_FIELDS):
-            post = self._to_post(item)
+            post = to_post(item)
             if since is not None and post.timestamp is not None and post.timestamp <= since:
                 return
             yield post
@@ -221,7 +181,7 @@ class InstagramClient:
         data = self._get_json(
             f"{self.graph_url}/{media_id}", {"fields": "media_url,thumbnail_url,media_type"}
         )
-        url = self._image_url(data)
+        url = image_url(data)
         if not url:
             raise SourceError(f"Instagram has no image for media {media_id} ({COPYRIGHT_SKIP}).")
         return url
@@ -303,7 +263,7 @@ class InstagramClient:
                 return
             self._check_same_host(next_url)
             if next_url in seen:  # a cursor loop would otherwise never end
-                logger.warning("Instagram repeated a page; stopping: %s", safe_url(next_url))
+                logger.warning("Instagram repeated a page; stopping: %s", redact(next_url))
                 return
             seen.add(next_url)
             # paging.next already carries fields, limit, cursor and the token.
@@ -329,13 +289,12 @@ class InstagramClient:
         try:
             resp = self.session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout:
-            logger.warning("Instagram timed out: %s", safe_url(url))
+            logger.warning("Instagram timed out: %s", redact(url))
             raise Unavailable("Instagram did not answer in time.", 60.0) from None
         except requests.RequestException as exc:
-            logger.warning("Instagram unreachable (%s): %s", exc.__class__.__name__, safe_url(url))
+            logger.warning("Instagram unreachable (%s): %s", exc.__class__.__name__, redact(url))
             raise Unavailable(f"Could not reach Instagram ({exc.__class__.__name__}).", 60.0) from None
-        self.requests_made += 1
-        logger.debug("GET %s -> %s", safe_url(resp.url or url), resp.status_code)
+        logger.debug("GET %s -> %s", redact(resp.url or url), resp.status_code)
         wait = usage_retry_after(resp.headers)
         if resp.status_code != 200:
             self._raise_for_error(resp, wait)
@@ -343,18 +302,15 @@ class InstagramClient:
             # This answer is good; the next one would be refused.
             logger.info("Instagram usage at 100%%; pausing calls for %.0f s", wait)
             self.throttled_until = time.monotonic() + wait
-        try:
-            data = loads(resp.text)
-        except ValueError:
-            raise SourceError("Instagram sent an unreadable answer.") from None
-        if not isinstance(data, dict):
-            raise SourceError("Instagram sent an unexpected answer.")
+        data = json_object(resp)
+        if data is None:
+            raise SourceError("Instagram sent an unreadable answer.")
         return data
 
     def _raise_for_error(self, resp: requests.Response, usage_wait: float | None) -> None:
-        code, subcode, kind, message = _error_fields(resp)
-        summary = f"{kind or 'error'} {code if code is not None else ''} (HTTP {resp.status_code}): {message}"
-        logger.warning("Instagram error %s at %s", redact(summary)[:300], safe_url(resp.url or ""))
+        error = error_of(resp)
+        code = error.code
+        logger.warning("Instagram error %s at %s", error, redact(resp.url or ""))
         if code in TOKEN_CODES:
             raise TokenExpired("Instagram access expired or was revoked; please reconnect Instagram.")
         if resp.status_code == 429 or code in RATE_LIMIT_CODES:
@@ -363,73 +319,9 @@ class InstagramClient:
             raise RateLimited(f"Instagram rate limit reached (code {code or resp.status_code}).", wait)
         if resp.status_code >= 500 or code in TRANSIENT_CODES:
             raise Unavailable(f"Instagram is temporarily unavailable (HTTP {resp.status_code}).", 60.0)
-        if code == 100 and subcode == 33:
+        if code == 100 and error.subcode == 33:
             raise MediaDeleted("This media no longer exists on Instagram.")
-        raise SourceError(f"Instagram refused the request: {redact(message)[:200] or resp.status_code}.")
-
-    @staticmethod
-    def _image_url(item: dict) -> str:
-        """The image to index: the cover of a video, else the media itself."""
-        if item.get("media_type") == "VIDEO":
-            return str(item.get("thumbnail_url") or "")
-        return str(item.get("media_url") or "")
-
-    def _to_post(self, item: dict) -> RemotePost:
-        media_id = str(item.get("id"))
-        media_type = str(item.get("media_type") or "IMAGE")
-        post = RemotePost(
-            external_id=media_id,
-            media_type=media_type if media_type in ("IMAGE", "VIDEO", "CAROUSEL_ALBUM") else "IMAGE",
-            permalink=str(item.get("permalink") or ""),
-            caption=str(item.get("caption") or ""),
-            timestamp=parse_timestamp(item.get("timestamp")),
-        )
-        if media_type == "CAROUSEL_ALBUM":
-            children = (item.get("children") or {}).get("data") or []
-            for child in children:
-                url = self._image_url(child)
-                if child.get("id") and url:
-                    post.photos.append(
-                        RemotePhoto(external_id=str(child["id"]), position=len(post.photos), media_url=url)
-                    )
-            if not children and item.get("media_url"):
-                # No children listed: the parent's media_url is the first image.
-                post.photos.append(RemotePhoto(external_id=media_id, media_url=str(item["media_url"])))
-        else:
-            url = self._image_url(item)
-            if url:
-                post.photos.append(RemotePhoto(external_id=media_id, media_url=url))
-        if not post.photos:
-            has_video = media_type == "VIDEO" and item.get("media_url")
-            post.skip_reason = "video without a cover image" if has_video else COPYRIGHT_SKIP
-        return post
-
-
-def _error_fields(resp: requests.Response) -> tuple[int | None, int | None, str, str]:
-    """(code, subcode, type, message) from a Graph or token-endpoint error."""
-    try:
-        data = loads(resp.text)
-    except ValueError:
-        return None, None, "", resp.text[:200].strip()
-    if not isinstance(data, dict):
-        return None, None, "", ""
-    nested = data.get("error")
-    if isinstance(nested, dict):  # Graph: {"error": {"message", "type", "code", "error_subcode"}}
-        source = nested
-        kind, message = str(nested.get("type") or ""), str(nested.get("message") or "")
-        sub = nested.get("error_subcode")
-    else:  # token endpoints: {"error_type", "code", "error_message"}
-        source = data
-        kind, message = str(data.get("error_type") or ""), str(data.get("error_message") or "")
-        sub = data.get("error_subcode")
-    return _int(source.get("code")), _int(sub), kind, message
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+        raise SourceError(f"Instagram refused the request: {redact(error.message)[:200] or resp.status_code}.")
 
 
 def refresh_long_lived_token(token: str) -> tuple[str, int]:
