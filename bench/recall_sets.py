@@ -16,7 +16,8 @@ Biden in two_people, Kit in kit_with_rose) is a query against the clean people/
 library minus its own photo; rank-1 is right when the face is found again
 (nearest centre within half its size) and its best library match is the same
 person. The images are generated once and cached in the temp folder; the tests
-and ``bench/engine.py`` use the same ones.
+(``tests/test_recall.py``) and ``bench/engine.py`` use the same ones, and
+``engine_finder`` and ``opencv_finder`` are the two engines they compare.
 """
 
 from __future__ import annotations
@@ -240,3 +241,41 @@ def _nearest(found: list[Face], center: np.ndarray, size: float, used: set[int])
         return None
     used.add(best)
     return found[best]
+
+
+def engine_finder(analyze: Callable) -> Callable[[bytes], list[Face]]:
+    """``find`` for the local engine's ``analyze``: its faces in original-image pixels."""
+
+    def find(data: bytes) -> list[Face]:
+        analysis = analyze(data)
+        faces = []
+        for face in analysis.faces:
+            box, width, height = face.box, analysis.width, analysis.height
+            center = ((box.x + box.w / 2) * width, (box.y + box.h / 2) * height)
+            faces.append(Face(center, min(box.w * width, box.h * height), face.embedding))
+        return faces
+
+    return find
+
+
+def opencv_finder(detector_path: str, recognizer_path: str) -> Callable[[bytes], list[Face]]:
+    """``find`` for OpenCV's own ``FaceDetectorYN`` and ``FaceRecognizerSF`` on the same model files.
+
+    Run as OpenCV's ``samples/dnn/face_detect.py`` runs them: the whole image at
+    its own size, score 0.9, NMS 0.3, then ``alignCrop`` and ``feature`` for every face.
+    """
+    detector = cv2.FaceDetectorYN.create(detector_path, "", (320, 320), 0.9, 0.3, 5000)
+    recognizer = cv2.FaceRecognizerSF.create(recognizer_path, "")
+
+    def find(data: bytes) -> list[Face]:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        detector.setInputSize((image.shape[1], image.shape[0]))
+        rows = detector.detect(image)[1]
+        faces = []
+        for row in [] if rows is None else rows:
+            vector = recognizer.feature(recognizer.alignCrop(image, row)).reshape(-1)
+            center = (float(row[0] + row[2] / 2), float(row[1] + row[3] / 2))
+            faces.append(Face(center, float(min(row[2], row[3])), vector / np.linalg.norm(vector)))
+        return faces
+
+    return find
