@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # runtime imports this module for decode_yunet
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
 DETECT_SIDE = 560  # YuNet input; finds faces down to ~10 px at this size
 CANDIDATE_SCORE = 0.5  # YuNet score to consider a candidate at all
-TURNS = (90, 180, 270)  # counter-clockwise turns of the extra passes
+TURNS = (90, 180, 270, 45, -45)  # counter-clockwise turns of the extra passes
 TURN_SIDE = 256  # their input
 TURN_SCORE = 0.7  # their candidates' score
 RETRY_ANGLES = (30.0, 45.0)  # turns (either way) tried on an upright candidate that fails
