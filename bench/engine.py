@@ -1,6 +1,6 @@
 """Local face engine figures: throughput, stages, recall on hard photos, search latency, selfie search.
 
-Run from the repository root: ``.venv/bin/python bench/engine.py [--quick]``.
+Run from the repository root: ``.venv/bin/python bench/engine.py [--quick] [--only recall,cost]``.
 Photos are the shared face fixtures scaled to 1080 px on the long side (JPEG,
 in memory). Recall is rank-1 per condition of ``recall_sets`` (tilted,
 sideways, shrunk), for the engine, for the engine before the rotation and
@@ -41,7 +41,7 @@ BEFORE = replace(ENGINE, detect_side=480, candidate_score=0.6, turns=(), retry_a
 # The engine's steps one by one, each on top of the previous (the last is the engine).
 ADDITIONS = (
     ("before: 480 px, score 0.6, upright", BEFORE),
-    ("+ small faces: 560 px, score 0.5", replace(ENGINE, turns=(), retry_angles=())),
+    ("+ small faces: candidates from 0.5", replace(ENGINE, turns=(), retry_angles=())),
     ("+ tilted re-checks at 30/45 deg", replace(ENGINE, turns=())),
     ("+ passes turned 90/180/270", replace(ENGINE, turns=tuple(t for t in ENGINE.turns if t % 90 == 0))),
     ("+ passes turned 45/-45 (engine)", ENGINE),
@@ -258,50 +258,63 @@ def selfie(entry: vectors.OwnerMatrix, runs: int) -> tuple[float, float]:
     return float(np.percentile(timings, 50) * 1000), float(np.percentile(timings, 95) * 1000)
 
 
+SECTIONS = ("index", "recall", "cost", "search")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer photos and runs")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"some of {','.join(SECTIONS)}")
     args = parser.parse_args()
     rounds = 1 if args.quick else 3
+    sections = set(args.only.split(","))
 
     print(f"CPUs: {os.cpu_count()}   load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     batch = photos() * rounds
+    if "index" in sections:
+        index_tables(batch, rounds)
+    if "recall" in sections:
+        print("\nRecall on the fixtures tilted, turned and shrunk (rank-1 against the clean library)")
+        recall_table(args.quick)
+    if "cost" in sections:
+        print("\nWhat each step costs (1080 px fixtures; ms: one process, least of 3; photos/s: 2 processes)")
+        costs = additions_cost(batch[: len(batch) // rounds], rounds)
+        first_ms, first_rate, _ = next(iter(costs.values()))
+        print(f"{'step':<36}{'ms/photo':>10}{'x':>7}{'photos/s':>10}{'x':>7}{'faces':>7}")
+        for name, (ms, rate, faces) in costs.items():
+            ratios = f"{ms / first_ms:>7.2f}{rate:>10.1f}{rate / first_rate:>7.2f}"
+            print(f"{name:<36}{ms:>10.1f}{ratios}{faces:>7}")
+    if "search" in sections:
+        search_tables(args.quick)
+
+
+def index_tables(batch: list[bytes], rounds: int) -> None:
     print(f"\nIndexing {len(batch)} photos at {LONG_SIDE} px ({len(batch) // rounds} fixtures)")
     print(f"{'workers':<24}{'photos/s':>10}{'faces':>8}")
     for processes, threads in ((1, 1), (2, 1), (1, 2)):
         rate, faces = throughput(batch, processes, threads)
         label = f"{processes} process{'es' * (processes > 1)} x {threads} thread{'s' * (threads > 1)}"
         print(f"{label:<24}{rate:>10.1f}{faces:>8}")
-
     runtime.face_models()  # this process: one OpenCV and one BLAS thread, as the engine sets
     split = stages(batch[: len(batch) // rounds])
     print("\nMilliseconds per photo, one process, one thread")
     print("  ".join(f"{name} {ms:.1f}" for name, ms in split.items()) + f"  total {sum(split.values()):.1f}")
 
-    print("\nRecall on the fixtures tilted, turned and shrunk (rank-1 against the clean library)")
-    recall_table(args.quick)
 
-    print("\nWhat each step costs (1080 px fixtures; ms: one process, least of 3; photos/s: 2 processes)")
-    costs = additions_cost(batch[: len(batch) // rounds], rounds)
-    first_ms, first_rate, _ = next(iter(costs.values()))
-    print(f"{'step':<36}{'ms/photo':>10}{'x':>7}{'photos/s':>10}{'x':>7}{'faces':>7}")
-    for name, (ms, rate, faces) in costs.items():
-        print(f"{name:<36}{ms:>10.1f}{ms / first_ms:>7.2f}{rate:>10.1f}{rate / first_rate:>7.2f}{faces:>7}")
-
+def search_tables(quick: bool) -> None:
     print("\nSearch (top 50 at similarity >= 80) in one tenant, synthetic embeddings")
     print(f"{'faces':>10}{'p50 ms':>10}{'p95 ms':>10}{'memory MB':>12}")
     entries = {}
     for n in (1_000, 10_000, 100_000, 1_000_000):
         entry = synthetic(n)
         runs = 50 if n >= 1_000_000 else 300
-        p50, p95 = latency(entry, runs if not args.quick else max(20, runs // 5))
+        p50, p95 = latency(entry, runs if not quick else max(20, runs // 5))
         print(f"{n:>10,}{p50:>10.2f}{p95:>10.2f}{memory_mb(entry):>12.1f}")
         if n == 100_000:
             entries[n] = entry
         del entry
-
     print(f"\nDB load of one owner's matrix, 10,000 faces: {db_load(10_000) * 1000:.0f} ms")
-    p50, p95 = selfie(entries[100_000], 5 if args.quick else 15)
+    p50, p95 = selfie(entries[100_000], 5 if quick else 15)
     print(f"Selfie search end to end at 100,000 faces: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
 
 

@@ -88,15 +88,19 @@ class Face:
 
 def manifest(fixtures: Path) -> list[dict[str, str]]:
     with open(fixtures / "MANIFEST.csv", newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row["path"].startswith(("people/", "groups/", "noface/"))]
+        rows = csv.DictReader(handle)
+        return [row for row in rows if row["path"].startswith(("people/", "groups/", "noface/"))]
 
 
 def cache_folder() -> Path:
-    return Path(os.environ.get("FACES_RECALL_CACHE", Path(tempfile.gettempdir()) / f"faces-recall-v{VERSION}"))
+    default = Path(tempfile.gettempdir()) / f"faces-recall-v{VERSION}"
+    return Path(os.environ.get("FACES_RECALL_CACHE", default))
 
 
 @lru_cache(maxsize=8)
-def build(fixtures: Path, conditions: tuple[str, ...] = CONDITIONS, folder: Path | None = None) -> list[Sample]:
+def build(
+    fixtures: Path, conditions: tuple[str, ...] = CONDITIONS, folder: Path | None = None
+) -> list[Sample]:
     """The clean fixtures and every sample of ``conditions``, generated unless already in ``folder``."""
     folder = folder or cache_folder()
     rows = manifest(fixtures)
@@ -121,14 +125,16 @@ def build(fixtures: Path, conditions: tuple[str, ...] = CONDITIONS, folder: Path
                         upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 partial = path.with_suffix(f".{os.getpid()}.part")
-                Image.fromarray(render(upright, condition, transform, out_size)).save(partial, "JPEG", quality=QUALITY)
+                pixels = render(upright, condition, transform, out_size)
+                Image.fromarray(pixels).save(partial, "JPEG", quality=QUALITY)
                 partial.replace(path)  # atomic: parallel test processes never read half a file
-            samples.append(Sample(condition, row["path"], row["identity"], int(row["faces"]), path, transform))
+            faces = int(row["faces"])
+            samples.append(Sample(condition, row["path"], row["identity"], faces, path, transform))
     return samples
 
 
 def geometry(size: tuple[int, int], condition: str, name: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """The 2x3 map from the upright fixture's pixels (``size`` = width, height) to the sample's, and its size."""
+    """The 2x3 map from the upright fixture's pixels (``size``: width, height) to the sample's; its size."""
     width, height = size
     if condition.startswith("tilt"):
         angle = float(condition[4:])  # positive: counter-clockwise, as OpenCV's
@@ -154,7 +160,8 @@ def geometry(size: tuple[int, int], condition: str, name: str) -> tuple[np.ndarr
 def render(pixels: np.ndarray, condition: str, transform: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The sample's RGB pixels: ``pixels`` under ``transform`` (see ``geometry``)."""
     if condition.startswith("tilt"):
-        return cv2.warpAffine(pixels, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        reflect = cv2.BORDER_REFLECT_101
+        return cv2.warpAffine(pixels, transform, size, flags=cv2.INTER_LINEAR, borderMode=reflect)
     if condition.startswith("turn"):
         return np.ascontiguousarray(np.rot90(pixels, -(int(condition[4:]) // 90)))
     height, width = pixels.shape[:2]
@@ -200,7 +207,8 @@ def recall(samples: list[Sample], find: Callable[[bytes], list[Face]]) -> dict[s
     library = [
         (source, sample.identity, clean[source][0].embedding)
         for source, sample in sources.items()
-        if sample.identity and source.startswith("people/") and clean[source] and clean[source][0].embedding is not None
+        if sample.identity and source.startswith("people/")
+        and clean[source] and clean[source][0].embedding is not None
     ]
     matrix = np.stack([vector for _, _, vector in library])
     scores: dict[str, Score] = {}
@@ -237,7 +245,8 @@ def recall(samples: list[Sample], find: Callable[[bytes], list[Face]]) -> dict[s
             best = others[int(np.argmax(similarities[others]))]
             same = [similarities[i] for i in others if library[i][1] == identity]
             score.same_pass += bool(same) and max(same) >= VERIFY_COSINE
-            score.other_pass += max(similarities[i] for i in others if library[i][1] != identity) >= VERIFY_COSINE
+            other = max(similarities[i] for i in others if library[i][1] != identity)
+            score.other_pass += other >= VERIFY_COSINE
             if library[best][1] == identity:
                 score.correct += 1
             else:

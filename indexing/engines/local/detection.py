@@ -2,16 +2,20 @@
 
 Per image, ``analyze`` (in ``engine``) runs these steps on the decoded pixels:
 
-1. YuNet on a copy at most ``DETECT_SIDE`` (560) long, candidates from a score of
+1. YuNet on a copy at most ``DETECT_SIDE`` (480) long, candidates from a score of
    ``CANDIDATE_SCORE`` (0.5). YuNet finds faces down to about 10 px of its
-   input; 560 finds the 25-40 px faces of a group photo shrunk to a tenth of a
-   1080 px frame, which 480 at 0.6 misses. Faces that fill the frame, like the
-   dlib chips, are found as they are: no padded retry.
-2. YuNet on the same photo turned by ``TURNS`` (90, 180, 270 degrees), at most
-   ``TURN_SIDE`` (256) long: YuNet only finds faces within about 30 degrees of
-   upright, so a photo stored sideways without EXIF (or someone lying down)
-   needs a pass in each orientation. These passes are small (faces from about
-   40 px of a 1080 px photo) and their candidates need ``TURN_SCORE`` (0.7).
+   input, so 480 finds the 26-43 px faces of the 7-face fixture inside a
+   1080x1350 post; from 0.5 (0.6 before) it also finds the 20-25 px faces of a
+   photo shrunk to a tenth of a 1080 px frame. Faces that fill the frame, like
+   the dlib chips, are found as they are: no padded retry.
+2. YuNet on the same photo turned by ``TURNS`` (90, 180, 270, 45 and -45
+   degrees), at most ``TURN_SIDE`` (160) long before turning: YuNet only finds
+   faces within about 30 degrees of upright, so a photo stored sideways without
+   EXIF (or someone lying down) needs a pass in each orientation, and a head
+   tilted 45 degrees is often scored below ``CANDIDATE_SCORE`` upright. These
+   passes are small (faces from about 70 px of a 1080 px photo), their
+   candidates need ``TURN_SCORE`` (0.7), and a quarter turn that shows a face
+   is run again at ``DETECT_SIDE``, for the small faces of a sideways photo.
 3. Each candidate is re-detected in a square crop of twice its box resized to
    ``VERIFY_SIDE`` (96), and kept if YuNet scores it >= 0.8 there too. Real
    faces score 0.87-0.94 in that crop; the dog that YuNet takes for a face in
@@ -34,8 +38,7 @@ Per image, ``analyze`` (in ``engine``) runs these steps on the decoded pixels:
 
 YuNet's output is decoded exactly as OpenCV's ``FaceDetectorYN`` decodes it
 (tests compare the two). Faces come largest first (ties: left to right, then
-top to bottom). ``DetectOptions`` holds the steps' settings, so the benchmark
-can price each one.
+top to bottom). ``DetectOptions`` holds the settings, so the benchmark can price each step.
 """
 
 from __future__ import annotations
@@ -54,13 +57,12 @@ if TYPE_CHECKING:  # runtime imports this module for decode_yunet
 
 # YuNet's five points, the person's right first (so the image's left first).
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
-DETECT_SIDE = 560  # YuNet input; finds faces down to ~10 px at this size
+DETECT_SIDE = 480  # YuNet input; finds faces down to ~10 px at this size
 CANDIDATE_SCORE = 0.5  # YuNet score to consider a candidate at all
 TURNS = (90, 180, 270, 45, -45)  # counter-clockwise turns of the extra passes
-TURN_SIDE = 256  # their input
+TURN_SIDE = 160  # their input, before turning
 TURN_SCORE = 0.7  # their candidates' score
 RETRY_ANGLES = (30.0, 45.0)  # turns (either way) tried on an upright candidate that fails
-RETRY_SCORE = 0.4  # candidates worth those tries
 VERIFY_SIDE = 96  # canonical crop: twice the face box, resized to this
 VERIFY_SCORE = 0.8  # YuNet score in the canonical crop to keep a face
 REFINE_SIDE = 160  # crop (twice the box) that faces kept at an angle get landmarks from
@@ -115,7 +117,6 @@ class DetectOptions:
     turn_side: int = TURN_SIDE
     turn_score: float = TURN_SCORE
     retry_angles: tuple[float, ...] = RETRY_ANGLES
-    retry_score: float = RETRY_SCORE
 
 
 OPTIONS = DetectOptions()
@@ -129,7 +130,9 @@ class _Candidate:
     upright: bool  # from the first pass, checked as it is
 
 
-def find_faces(models: FaceModels, pixels: np.ndarray, options: DetectOptions | None = None) -> list[np.ndarray]:
+def find_faces(
+    models: FaceModels, pixels: np.ndarray, options: DetectOptions | None = None
+) -> list[np.ndarray]:
     """YuNet rows (decoded-image pixels) of the verified faces of ``pixels`` (RGB), largest first."""
     options = options or OPTIONS
     height, width = pixels.shape[:2]
@@ -142,11 +145,17 @@ def find_faces(models: FaceModels, pixels: np.ndarray, options: DetectOptions | 
         for row in _scaled(models.detect(small, options.candidate_score), sx, sy)
         if (candidate := _check_upright(models, pixels, levels, row, options)) is not None
     ]
-    for row in _turned_passes(models, small, (sx, sy), options):
-        angle = roll(row)
-        score = _check_turned(models, levels, row, angle)
-        if score >= VERIFY_SCORE:
-            found.append(_Candidate(row, angle, float(row[14]) + score, upright=False))
+    sideways: set[int] = set()
+    # A photo that shows faces a quarter turn away is searched again that way at full size.
+    for turns, side, min_score in (
+        (options.turns, options.turn_side, options.turn_score),
+        (sideways, options.detect_side, options.candidate_score),
+    ):
+        for turn, row in _turned_passes(models, small, (sx, sy), tuple(sorted(turns)), side, min_score):
+            score = _check_turned(models, levels, row, roll(row))
+            if score >= VERIFY_SCORE:
+                found.append(_Candidate(row, roll(row), float(row[14]) + score, upright=False))
+                sideways |= {turn} if turns is options.turns and turn % 90 == 0 else set()
     kept: list[_Candidate] = []
     for candidate in sorted(found, key=lambda c: -c.score):
         if all(
@@ -173,10 +182,8 @@ def _check_upright(
     score = _verify(models, pixels, row)
     if score >= VERIFY_SCORE:
         return _Candidate(row, 0.0, float(row[14]) + score, upright=True)
-    if row[14] < options.retry_score:
-        return None
     twice_roll = 2 * roll(row)  # YuNet's landmarks show about half the tilt of a tilted head
-    angles = sorted((a for turn in options.retry_angles for a in (-turn, turn)), key=lambda a: abs(a - twice_roll))
+    angles = sorted((a for t in options.retry_angles for a in (-t, t)), key=lambda a: abs(a - twice_roll))
     for angle in angles:
         score = _check_turned(models, levels, row, angle)
         if score >= VERIFY_SCORE:
@@ -185,41 +192,41 @@ def _check_upright(
 
 
 def _turned_passes(
-    models: FaceModels, first: np.ndarray, first_scale: tuple[float, float], options: DetectOptions
-) -> list[np.ndarray]:
-    """Candidates of the photo turned by each of ``options.turns``, in decoded-image pixels.
+    models: FaceModels, first: np.ndarray, first_scale: tuple[float, float],
+    turns: tuple[int, ...], side: int, min_score: float,
+) -> list[tuple[int, np.ndarray]]:
+    """(turn, candidate) of the photo turned by each of ``turns`` at most ``side`` long, in decoded pixels.
 
     The turned copies are made from ``first``, the first pass's input (BGR, shrunk
     by ``first_scale``): shrinking the decoded photo again would cost more than the passes.
     """
-    if not options.turns or not options.turn_side:
+    if not turns or not side:
         return []
     height, width = first.shape[:2]
-    scale = min(1.0, options.turn_side / max(height, width))
+    scale = min(1.0, side / max(height, width))
     small, sx, sy = shrink(first, max(1, round(width * scale)), max(1, round(height * scale)))
     sx, sy = sx * first_scale[0], sy * first_scale[1]
-    rows = []
-    for turn in options.turns:
+    found = []
+    for turn in turns:
         turned, back = _turn(small, turn)
-        rows.extend(_scaled(_mapped(models.detect(turned, options.turn_score), back, turn), sx, sy))
-    return rows
+        rows = _scaled(_mapped(models.detect(turned, min_score), back, turn), sx, sy)
+        found.extend((turn, row) for row in rows)
+    return found
 
 
 def _turn(image: np.ndarray, angle: int) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` turned counter-clockwise by ``angle`` degrees (grown to hold it all), and the 2x3 map back."""
+    """``image`` turned counter-clockwise by ``angle`` degrees (grown to hold it), and the 2x3 map back."""
     height, width = image.shape[:2]
     if angle % 90 == 0:
         quarter = (angle // 90) % 4
         # np.rot90 turns counter-clockwise: one quarter takes (x, y) to (y, width-1-x).
         back = {
-            0: [[1.0, 0, 0], [0, 1.0, 0]],
             1: [[0, -1.0, width - 1], [1.0, 0, 0]],
             2: [[-1.0, 0, width - 1], [0, -1.0, height - 1]],
             3: [[0, 1.0, 0], [-1.0, 0, height - 1]],
-        }[quarter]
+        }.get(quarter, [[1.0, 0, 0], [0, 1.0, 0]])
         return np.ascontiguousarray(np.rot90(image, quarter)), np.array(back)
-    radians = math.radians(angle)
-    cos, sin = abs(math.cos(radians)), abs(math.sin(radians))
+    cos, sin = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
     size = (int(math.ceil(width * cos + height * sin)), int(math.ceil(width * sin + height * cos)))
     forward = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
     forward[:, 2] += ((size[0] - width) / 2, (size[1] - height) / 2)
@@ -228,7 +235,7 @@ def _turn(image: np.ndarray, angle: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mapped(rows: np.ndarray, transform: np.ndarray, angle: int) -> np.ndarray:
-    """Rows mapped by the 2x3 ``transform``: landmarks exactly, boxes as the same box about the mapped center."""
+    """Rows mapped by the 2x3 ``transform``: landmarks exactly, boxes the same about the mapped center."""
     rows = rows.copy()
     points = rows[:, 4:14].reshape(-1, 5, 2) @ transform[:, :2].T + transform[:, 2]
     centers = (rows[:, :2] + rows[:, 2:4] / 2) @ transform[:, :2].T + transform[:, 2]
@@ -245,9 +252,7 @@ def roll(row: np.ndarray) -> float:
     return math.degrees(math.atan2(ly - ry, lx - rx))
 
 
-def _turned_crop(
-    levels: list, row: np.ndarray, angle: float, side: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _turned_crop(levels: list, row: np.ndarray, angle: float, side: int) -> tuple[np.ndarray, np.ndarray]:
     """A ``side`` square of twice the box around its center, turned by ``angle``, and its map to pixels.
 
     One warpAffine from the smallest level (image, scale, is RGB) where the face
@@ -261,7 +266,7 @@ def _turned_crop(
     cx, cy = (row[0] + row[2] / 2) * scale, (row[1] + row[3] / 2) * scale
     transform = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, side / (2 * size * scale))
     transform[:, 2] += (side / 2 - cx, side / 2 - cy)
-    crop = cv2.warpAffine(image, transform, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    crop = cv2.warpAffine(image, transform, (side, side), flags=cv2.INTER_LINEAR)  # zeros outside
     back = cv2.invertAffineTransform(transform) / scale
     return (cv2.cvtColor(crop, cv2.COLOR_RGB2BGR) if rgb else crop), back
 
@@ -276,9 +281,9 @@ def _refined(models: FaceModels, levels: list, row: np.ndarray, angle: float) ->
     """The row with landmarks found again in a REFINE_SIDE crop turned by ``angle`` (upright there)."""
     crop, back = _turned_crop(levels, row, angle, REFINE_SIDE)
     _, best = _centre_score(models.verify(crop), REFINE_SIDE)
-    if best is None:
-        return row
     refined = row.copy()
+    if best is None:
+        return refined
     refined[4:14] = (best[4:14].reshape(5, 2) @ back[:, :2].T + back[:, 2]).reshape(-1)
     return refined
 
@@ -351,7 +356,8 @@ def aligned_face(pixels: np.ndarray, row: np.ndarray) -> np.ndarray:
         crop, sx, _ = shrink(crop, side, side)
         points *= sx
     transform = similarity_transform(points, ARCFACE_POINTS)
-    return cv2.warpAffine(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), transform, (112, 112), flags=cv2.INTER_LINEAR)
+    bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+    return cv2.warpAffine(bgr, transform, (112, 112), flags=cv2.INTER_LINEAR)
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
