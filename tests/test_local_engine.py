@@ -131,9 +131,9 @@ def test_special_files_decode_upright_and_match(special, same_as, size):
 
 @pytest.mark.parametrize("frame, offset", [((1080, 1350), (100, 100)), ((1350, 1080), (400, 700))])
 def test_small_faces_in_an_instagram_sized_photo_are_found(frame, offset):
-    """Why DETECT_SIDE is 480: the 26-43 px faces of the 7-face photo in a 1080 px post.
+    """The 26-43 px faces of the 7-face photo in a 1080 px post (a DETECT_SIDE of 400 finds 6 of 7).
 
-    At 400 this finds 6 of 7 in the 1080x1350 frame, at 360 only 4-5.
+    ``tests/test_recall.py`` holds the smaller faces of a photo shrunk to a tenth of the frame.
     """
     canvas = Image.new("RGB", frame, (120, 130, 140))
     with Image.open(FIXTURES / "groups/pascal_2007_007763.jpg") as group:
