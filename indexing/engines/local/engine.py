@@ -11,6 +11,7 @@ uses the largest face unless told otherwise.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 
@@ -31,11 +32,14 @@ from ..base import (
     NoFaceError,
     QueryFace,
 )
-from .detection import aligned_face, clip, face_quality, find_faces, relative_box, shrink
+from .detection import DetectOptions, aligned_face, clip, face_quality, find_faces, relative_box, shrink
 from .runtime import ensure_threads, face_models
 from .vectors import EMBEDDING_BYTES, ENGINE, MatrixCache, search_matrix
 from .video import index_tracks
 
+# Video frames are upright (the container says how to turn them): no quarter-turn
+# passes, but tilted heads are still looked for.
+VIDEO_OPTIONS = DetectOptions(turns=(45, -45))
 ALIGN_SIDE = 1600  # decode size: the pixels faces are aligned from
 MIN_FACE_PX = 20  # shorter box side in original pixels to be searchable
 
@@ -81,7 +85,9 @@ def analyze(data: bytes, embed: bool = True) -> Analysis:
     return analyze_pixels(np.asarray(decoded.image), decoded.width, decoded.height, embed)
 
 
-def analyze_pixels(pixels: np.ndarray, width: int, height: int, embed: bool = True) -> Analysis:
+def analyze_pixels(
+    pixels: np.ndarray, width: int, height: int, embed: bool = True, options: DetectOptions | None = None
+) -> Analysis:
     """``analyze`` for pixels already decoded (a video frame): upright RGB; ``width`` x
     ``height`` is the original's size."""
     if max(pixels.shape[:2]) > ALIGN_SIDE:
@@ -92,7 +98,7 @@ def analyze_pixels(pixels: np.ndarray, width: int, height: int, embed: bool = Tr
     faces = []
     models = face_models()
     with models.lock:
-        for row in find_faces(models, pixels):
+        for row in find_faces(models, pixels, options):
             aligned = aligned_face(pixels, row)
             side = float(min(row[2], row[3])) * scale
             face = AnalyzedFace(
@@ -164,7 +170,7 @@ class LocalEngine(FaceEngine):
     def index_video(self, owner, video, external_id: str, *, poster: bytes | None = None) -> IndexResult:
         """Tracks of the video's sampled frames; the caller writes the rows, as for photos."""
         cover = np.asarray(decode_image(poster, max_side=ALIGN_SIDE).image) if poster else None
-        return index_tracks(video, analyze_pixels, poster=cover)
+        return index_tracks(video, functools.partial(analyze_pixels, options=VIDEO_OPTIONS), poster=cover)
 
     def search_by_face(self, owner, face_id: str, limit: int, threshold: float) -> list[Match]:
         """Faces like one of the owner's faces, without that face itself."""
