@@ -6,9 +6,10 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
-from indexing.media import serve_stored
-from indexing.models import Face, Photo
+from indexing.models import Photo
 from indexing.streaming import serve_video
+
+from .views import serve_face_file
 
 
 @login_required
@@ -23,7 +24,4 @@ def photo_video(request: HttpRequest, photo_id: int) -> HttpResponse:
 @login_required
 def face_frame(request: HttpRequest, face_id: int) -> HttpResponse:
     """The video frame a face's box is on (a photo face's picture is its photo)."""
-    face = get_object_or_404(Face, pk=face_id, owner=request.user)
-    if not face.frame:
-        raise Http404
-    return serve_stored(face.frame.name)
+    return serve_face_file(request, face_id, "frame")

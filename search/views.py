@@ -234,7 +234,13 @@ def photo_image(request: HttpRequest, photo_id: int) -> HttpResponse:
 
 @login_required
 def face_thumbnail(request: HttpRequest, face_id: int) -> HttpResponse:
+    return serve_face_file(request, face_id, "thumbnail")
+
+
+def serve_face_file(request: HttpRequest, face_id: int, field: str) -> HttpResponse:
+    """A stored file of the owner's face (its thumbnail, a video face's frame), or 404."""
     face = get_object_or_404(Face, pk=face_id, owner=request.user)
-    if not face.thumbnail:
+    stored = getattr(face, field)
+    if not stored:
         raise Http404
-    return serve_stored(face.thumbnail.name)
+    return serve_stored(stored.name)
