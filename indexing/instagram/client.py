@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
 from faces_site.logging import redact
@@ -57,6 +58,10 @@ class Unavailable(RateLimited):
     A ``RateLimited`` subclass so the crawler's back-off path handles it; the
     type tells the two apart in logs.
     """
+
+
+class SlowDownload(Unavailable):
+    """The CDN hung or trickled: the photo did not arrive within the download deadline."""
 
 
 class MediaDeleted(SourceError):
@@ -226,20 +231,23 @@ class InstagramClient:
             raise SourceError(f"Instagram has no image for media {media_id} ({COPYRIGHT_SKIP}).")
         return url
 
-    def download(self, url: str) -> bytes:
-        """The bytes at a media URL, capped in size and time.
+    def download(self, url: str, deadline: float = DOWNLOAD_DEADLINE) -> bytes:
+        """The bytes at a media URL, capped in size and in time (``deadline`` seconds in all).
 
         Signed CDN URLs expire: a 403 (plain text "URL signature expired") or
-        404 raises ``MediaExpired``; call ``media_url()`` for a fresh one.
+        404 raises ``MediaExpired``; call ``media_url()`` for a fresh one. A
+        CDN that hangs or trickles past the deadline raises ``SlowDownload``.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SourceError("Instagram gave an unusable media URL.")
         where = f"{parts.netloc}{parts.path}"  # the signature stays out of logs
+        started = time.monotonic()
+        timeout = (min(self.timeout[0], deadline), min(self.timeout[1], deadline))
         try:
-            resp = self.session.get(url, timeout=self.timeout, stream=True)
+            resp = self.session.get(url, timeout=timeout, stream=True)
         except requests.Timeout:
-            raise Unavailable("Instagram's media server timed out.", 60.0) from None
+            raise SlowDownload(f"Instagram's media server did not answer within {deadline:g} s.", 60.0) from None
         except requests.RequestException as exc:
             raise Unavailable(
                 f"Could not reach Instagram's media server ({exc.__class__.__name__}).", 60.0
@@ -258,18 +266,21 @@ class InstagramClient:
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self.max_download_bytes:
                 raise SourceError(self._too_large())
-            deadline = time.monotonic() + DOWNLOAD_DEADLINE
+            ends = started + deadline
             chunks: list[bytes] = []
             size = 0
             try:
-                for chunk in resp.iter_content(64 * 1024):
+                # read1 returns what has arrived, so a trickle cannot hold a read past the deadline.
+                while chunk := resp.raw.read1(64 * 1024, decode_content=True):
                     size += len(chunk)
                     if size > self.max_download_bytes:
                         raise SourceError(self._too_large())
-                    if time.monotonic() > deadline:
-                        raise Unavailable("Downloading the photo took too long.", 60.0)
+                    if time.monotonic() > ends:
+                        raise SlowDownload(f"The photo did not download within {deadline:g} s.", 60.0)
                     chunks.append(chunk)
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+                    raise SlowDownload(f"The photo did not download within {deadline:g} s.", 60.0) from None
                 raise Unavailable(f"The download was interrupted ({exc.__class__.__name__}).", 60.0) from None
         logger.debug("downloaded %d bytes from %s", size, where)
         return b"".join(chunks)
