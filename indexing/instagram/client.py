@@ -13,11 +13,9 @@ redacted URLs are ever logged.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -25,6 +23,16 @@ import urllib3
 from django.conf import settings
 
 from faces_site.logging import redact
+from indexing.instagram.answers import (
+    DEFAULT_RETRY_AFTER,
+    error_fields,
+    loads,
+    next_cursor,
+    parse_timestamp,
+    retry_after_header,
+    safe_url,
+    usage_retry_after,
+)
 from indexing.sources import (
     MediaExpired,
     RateLimited,
@@ -45,8 +53,6 @@ MEDIA_FIELDS = (
 RATE_LIMIT_CODES = {4, 17, 32, 613}
 TRANSIENT_CODES = {1, 2}  # "unknown error" / "service temporarily unavailable": try later
 TOKEN_CODES = {190, 102}
-USAGE_HEADERS = ("X-App-Usage", "X-Business-Use-Case-Usage")
-DEFAULT_RETRY_AFTER = 600.0  # Meta's windows roll over an hour; ten minutes is a fair first wait.
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 DOWNLOAD_DEADLINE = 120.0  # seconds for one whole image, however slowly it trickles
 COPYRIGHT_SKIP = "no media_url (copyright-flagged)"
@@ -66,83 +72,6 @@ class SlowDownload(Unavailable):
 
 class MediaDeleted(SourceError):
     """The media no longer exists on Instagram (deleted by its owner)."""
-
-
-def loads(text: str) -> Any:
-    """JSON with integers kept as strings, so 17-digit ids never lose digits."""
-    return json.loads(text, parse_int=str)
-
-
-def safe_url(url: str) -> str:
-    """The URL as it may appear in logs: tokens redacted."""
-    return redact(url)
-
-
-def parse_timestamp(value: str | None) -> dt.datetime | None:
-    """Instagram's ``2024-05-01T12:00:00+0000`` as an aware datetime."""
-    if not value:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
-        try:
-            return dt.datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-
-
-def usage_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait when a usage header reports any metric at 100% or more, else None.
-
-    ``X-App-Usage`` is ``{"call_count": 28, "total_time": 25, "total_cputime": 25}``;
-    ``X-Business-Use-Case-Usage`` maps an account id to a list of such objects,
-    which may carry ``estimated_time_to_regain_access`` in minutes.
-    """
-    worst: float | None = None
-    for name in USAGE_HEADERS:
-        raw = headers.get(name)
-        if not raw:
-            continue
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            continue
-        entries: list[dict] = []
-        if isinstance(data, dict) and any(isinstance(v, list) for v in data.values()):
-            for value in data.values():
-                if isinstance(value, list):
-                    entries.extend(item for item in value if isinstance(item, dict))
-        elif isinstance(data, dict):
-            entries.append(data)
-        for entry in entries:
-            usage = max(
-                (_number(entry.get(key)) for key in ("call_count", "total_time", "total_cputime")),
-                default=0.0,
-            )
-            regain = _number(entry.get("estimated_time_to_regain_access")) * 60
-            if usage >= 100 or regain > 0:
-                wait = regain if regain > 0 else DEFAULT_RETRY_AFTER
-                worst = max(worst or 0.0, wait)
-    return worst
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _retry_after_header(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds > 0 else None
 
 
 class InstagramClient:
@@ -209,6 +138,37 @@ class InstagramClient:
                 return
             yield post
 
+    def media_pages(
+        self, after: str = "", since: dt.datetime | None = None
+    ) -> Iterator[tuple[list[RemotePost], str]]:
+        """The media listing one page at a time, from the page at cursor ``after``.
+
+        Yields ``(posts, next_cursor)``; ``next_cursor`` is "" after the last
+        page (or once ``since`` is reached). Keeping the cursor lets a crawl
+        resume where it stopped without listing a page twice.
+        """
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=dt.timezone.utc)
+        while True:
+            params = {"fields": MEDIA_FIELDS, "limit": self.page_size}
+            if after:
+                params["after"] = after
+            data = self._get_json(f"{self.graph_url}/me/media", params)
+            items = [item for item in data.get("data") or [] if isinstance(item, dict)]
+            posts = [self._to_post(item) for item in items]
+            cursor = next_cursor(data) if items else ""
+            if since is not None:
+                newer = [p for p in posts if p.timestamp is None or p.timestamp > since]
+                if len(newer) < len(posts):
+                    posts, cursor = newer, ""
+            if cursor == after:  # a cursor loop would otherwise never end
+                logger.warning("Instagram repeated a page cursor; stopping")
+                cursor = ""
+            yield posts, cursor
+            if not cursor:
+                return
+            after = cursor
+
     def iter_media_ids(self) -> Iterator[str]:
         """The ids of all listed media: a cheap listing for noticing deleted posts."""
         for item in self._iter_pages("id"):
@@ -257,7 +217,7 @@ class InstagramClient:
                 logger.info("media URL expired or gone (HTTP %s): %s", resp.status_code, where)
                 raise MediaExpired(f"The media URL expired (HTTP {resp.status_code}).")
             if resp.status_code == 429:
-                wait = _retry_after_header(resp) or 60.0
+                wait = retry_after_header(resp) or 60.0
                 raise RateLimited("Instagram's media server asks us to slow down.", wait)
             if resp.status_code >= 500:
                 raise Unavailable(f"Instagram's media server failed (HTTP {resp.status_code}).", 60.0)
@@ -363,13 +323,13 @@ class InstagramClient:
         return data
 
     def _raise_for_error(self, resp: requests.Response, usage_wait: float | None) -> None:
-        code, subcode, kind, message = _error_fields(resp)
+        code, subcode, kind, message = error_fields(resp)
         summary = f"{kind or 'error'} {code if code is not None else ''} (HTTP {resp.status_code}): {message}"
         logger.warning("Instagram error %s at %s", redact(summary)[:300], safe_url(resp.url or ""))
         if code in TOKEN_CODES:
             raise TokenExpired("Instagram access expired or was revoked; please reconnect Instagram.")
         if resp.status_code == 429 or code in RATE_LIMIT_CODES:
-            wait = _retry_after_header(resp) or usage_wait or DEFAULT_RETRY_AFTER
+            wait = retry_after_header(resp) or usage_wait or DEFAULT_RETRY_AFTER
             self.throttled_until = time.monotonic() + wait
             raise RateLimited(f"Instagram rate limit reached (code {code or resp.status_code}).", wait)
         if resp.status_code >= 500 or code in TRANSIENT_CODES:
@@ -414,33 +374,6 @@ class InstagramClient:
             has_video = media_type == "VIDEO" and item.get("media_url")
             post.skip_reason = "video without a cover image" if has_video else COPYRIGHT_SKIP
         return post
-
-
-def _error_fields(resp: requests.Response) -> tuple[int | None, int | None, str, str]:
-    """(code, subcode, type, message) from a Graph or token-endpoint error."""
-    try:
-        data = loads(resp.text)
-    except ValueError:
-        return None, None, "", resp.text[:200].strip()
-    if not isinstance(data, dict):
-        return None, None, "", ""
-    nested = data.get("error")
-    if isinstance(nested, dict):  # Graph: {"error": {"message", "type", "code", "error_subcode"}}
-        source = nested
-        kind, message = str(nested.get("type") or ""), str(nested.get("message") or "")
-        sub = nested.get("error_subcode")
-    else:  # token endpoints: {"error_type", "code", "error_message"}
-        source = data
-        kind, message = str(data.get("error_type") or ""), str(data.get("error_message") or "")
-        sub = data.get("error_subcode")
-    return _int(source.get("code")), _int(sub), kind, message
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def refresh_long_lived_token(token: str) -> tuple[str, int]:

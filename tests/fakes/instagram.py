@@ -133,6 +133,7 @@ class FakeInstagram:
         self.rate_limit_period = 0
         self.api_calls = 0
         self.slow_media: dict[str, tuple[str, float]] = {}  # media id -> (mode, seconds)
+        self.released = threading.Event()  # ends every "hold" at once
         self.url_generation = 0
         self._next_id = 17_900_000_000_000_001
         self._signing_key = secrets.token_bytes(16)
@@ -262,11 +263,16 @@ class FakeInstagram:
             ) if n else None
 
     def slow_cdn(self, media_id: str, mode: str = "hang", *, seconds: float = 30.0) -> None:
-        """The CDN sends this media's headers, then ``hang``s (nothing for ``seconds``)
-        or ``trickle``s its bytes (16 bytes per ``seconds / 10``)."""
-        assert mode in ("hang", "trickle"), mode
+        """The CDN sends this media's headers, then ``hang``s (nothing for ``seconds``),
+        ``trickle``s its bytes (16 bytes per ``seconds / 10``) or ``hold``s them
+        until ``release_cdn()`` (at most ``seconds``)."""
+        assert mode in ("hang", "trickle", "hold"), mode
         with self._lock:
             self.slow_media[media_id] = (mode, seconds)
+
+    def release_cdn(self) -> None:
+        """Let every held CDN answer go (see ``slow_cdn``)."""
+        self.released.set()
 
     def listed_pages(self) -> list[str]:
         """The ``after`` cursor of every media page answered with 200 ("" = the first page)."""
@@ -711,8 +717,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         try:
-            if mode == "hang":
-                time.sleep(seconds)
+            if mode in ("hang", "hold"):
+                if mode == "hold":
+                    fake.released.wait(seconds)
+                else:
+                    time.sleep(seconds)
                 self.wfile.write(data)
             else:
                 for start in range(0, len(data), 16):
