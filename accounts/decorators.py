@@ -10,6 +10,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from faces_site.http import wants_json
+
 from .models import has_face_consent
 
 
@@ -20,7 +22,7 @@ def consent_required(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not has_face_consent(request.user):
-            if request.headers.get("Accept", "").startswith("application/json"):
+            if wants_json(request):
                 return JsonResponse({"error": "Face-processing consent is required."}, status=403)
             return redirect(f"{reverse('consent')}?next={request.get_full_path()}")
         return view(request, *args, **kwargs)

@@ -7,13 +7,38 @@ row, so support can show what the user agreed to and when.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
 
 class ConsentQuerySet(models.QuerySet):
-    def current(self) -> "ConsentQuerySet":
+    def current(self) -> ConsentQuerySet:
         return self.filter(version=settings.FACES_CONSENT_VERSION)
+
+    def record(
+        self, user, accepted: bool = True, *, request: HttpRequest | None = None, user_agent: str = ""
+    ) -> FaceConsent:
+        """Keep one decision on the current consent text, with where it came from.
+
+        Every consent row is written here, so each one names the text version
+        and, when a person clicked, their address and browser.
+        """
+        ip_address = None
+        if request is not None:
+            ip_address = request.META.get("REMOTE_ADDR") or None
+            user_agent = request.headers.get("User-Agent", "")
+        return self.create(
+            user=user,
+            version=settings.FACES_CONSENT_VERSION,
+            accepted=accepted,
+            ip_address=ip_address,
+            user_agent=user_agent[:300],
+        )
 
 
 class FaceConsent(models.Model):

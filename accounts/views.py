@@ -17,22 +17,12 @@ from .models import FaceConsent, has_face_consent
 from .signals import consent_given
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def consent(request: HttpRequest) -> HttpResponse:
     form = ConsentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        FaceConsent.objects.create(
-            user=request.user,
-            version=settings.FACES_CONSENT_VERSION,
-            accepted=True,
-            ip_address=_client_ip(request),
-            user_agent=request.headers.get("User-Agent", "")[:300],
-        )
+        FaceConsent.objects.record(request.user, accepted=True, request=request)
         consent_given.send(sender=FaceConsent, user=request.user)
         messages.success(request, "Thank you. You can now import photos and search them by face.")
         return redirect(safe_next(request, "/"))
@@ -53,13 +43,7 @@ def consent(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["POST"])
 def withdraw_consent(request: HttpRequest) -> HttpResponse:
     """Withdrawing stops all face processing; deleting the data is a separate step."""
-    FaceConsent.objects.create(
-        user=request.user,
-        version=settings.FACES_CONSENT_VERSION,
-        accepted=False,
-        ip_address=_client_ip(request),
-        user_agent=request.headers.get("User-Agent", "")[:300],
-    )
+    FaceConsent.objects.record(request.user, accepted=False, request=request)
     messages.info(request, "Consent withdrawn. No new photos will be processed.")
     return redirect("privacy")
 

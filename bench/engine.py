@@ -22,7 +22,8 @@ throwaway_django("faces-bench-")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from indexing.engines import local  # noqa: E402
+from indexing.engines.local import detection, runtime, vectors  # noqa: E402
+from indexing.engines.local.engine import ALIGN_SIDE, AnalyzedFace, LocalEngine, analyze  # noqa: E402
 from indexing.images import decode_image, encode_jpeg  # noqa: E402
 from indexing.thumbnails import face_thumbnail  # noqa: E402
 
@@ -54,14 +55,14 @@ def store(image: Image.Image, faces) -> int:
 # ----------------------------------------------------------------- indexing
 
 
-_engine: local.LocalEngine | None = None
+_engine: LocalEngine | None = None
 
 
 def _init_worker(threads: int) -> None:
     global _engine
-    local.set_threads(threads)  # before the models load: their sessions take it
-    _engine = local.LocalEngine()
-    local.models()
+    runtime.set_threads(threads)  # before the models load: their sessions take it
+    _engine = LocalEngine()
+    runtime.face_models()
 
 
 def _index_one(data: bytes) -> int:
@@ -83,20 +84,20 @@ def throughput(batch: list[bytes], processes: int, threads: int = 1) -> tuple[fl
 
 def stages(batch: list[bytes]) -> dict[str, float]:
     """Milliseconds per photo in each stage, in this process (the same steps as ``analyze``)."""
-    engine = local.models()
+    engine = runtime.face_models()
     totals = dict.fromkeys(("decode", "detect", "embed", "store"), 0.0)
     for data in batch:
         t0 = time.perf_counter()
-        decoded = decode_image(data, max_side=local.ALIGN_SIDE)
+        decoded = decode_image(data, max_side=ALIGN_SIDE)
         pixels = np.asarray(decoded.image)
         t1 = time.perf_counter()
-        rows = local._find_faces(engine, pixels)
+        rows = detection.find_faces(engine, pixels)
         t2 = time.perf_counter()
         faces = []
         for row in rows:
-            vector = engine.embed(local._aligned(engine, pixels, row))
-            faces.append(local.AnalyzedFace(
-                box=local._relative_box(row, pixels.shape), confidence=float(row[14]) * 100,
+            vector = engine.embed(detection.aligned_face(pixels, row))
+            faces.append(AnalyzedFace(
+                box=detection.relative_box(row, pixels.shape), confidence=float(row[14]) * 100,
                 landmarks=[], quality=0, searchable=True, embedding=vector.tobytes(),
             ))
         t3 = time.perf_counter()
@@ -110,26 +111,26 @@ def stages(batch: list[bytes]) -> dict[str, float]:
 # ------------------------------------------------------------------- search
 
 
-def synthetic(n: int, seed: int = 0) -> local.OwnerMatrix:
+def synthetic(n: int, seed: int = 0) -> vectors.OwnerMatrix:
     rng = np.random.default_rng(seed)
-    matrix = rng.standard_normal((n, local.DIM), dtype=np.float32)
+    matrix = rng.standard_normal((n, vectors.DIM), dtype=np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    return local.OwnerMatrix(version=1, face_ids=[f"{i:032x}" for i in range(n)], matrix=matrix)
+    return vectors.OwnerMatrix(version=1, face_ids=[f"{i:032x}" for i in range(n)], matrix=matrix)
 
 
-def latency(entry: local.OwnerMatrix, runs: int) -> tuple[float, float]:
+def latency(entry: vectors.OwnerMatrix, runs: int) -> tuple[float, float]:
     rng = np.random.default_rng(1)
     timings = []
     for _ in range(runs):
-        query = entry.matrix[rng.integers(len(entry.matrix))] + rng.normal(0, 0.05, local.DIM)
+        query = entry.matrix[rng.integers(len(entry.matrix))] + rng.normal(0, 0.05, vectors.DIM)
         query = (query / np.linalg.norm(query)).astype(np.float32)
         start = time.perf_counter()
-        local.search_matrix(entry, query, limit=50, threshold=80)
+        vectors.search_matrix(entry, query, limit=50, threshold=80)
         timings.append(time.perf_counter() - start)
     return float(np.percentile(timings, 50) * 1000), float(np.percentile(timings, 95) * 1000)
 
 
-def memory_mb(entry: local.OwnerMatrix) -> float:
+def memory_mb(entry: vectors.OwnerMatrix) -> float:
     ids = sys.getsizeof(entry.face_ids) + sum(sys.getsizeof(i) for i in entry.face_ids)
     return (entry.matrix.nbytes + ids) / 1024 / 1024
 
@@ -156,21 +157,21 @@ def db_load(n: int) -> float:
         batch_size=2000,
     )
     start = time.perf_counter()
-    loaded = local.load_owner_matrix(owner.pk)
+    loaded = vectors.load_owner_matrix(owner.pk)
     elapsed = time.perf_counter() - start
     assert np.array_equal(loaded.matrix, entry.matrix)
     return elapsed
 
 
-def selfie(entry: local.OwnerMatrix, runs: int) -> tuple[float, float]:
+def selfie(entry: vectors.OwnerMatrix, runs: int) -> tuple[float, float]:
     """Decode + detect + embed + search for a 1280x720 JPEG against one owner's matrix."""
     with Image.open(FIXTURES / "people/barack_obama/4.jpg") as image:
         data = encode_jpeg(image.convert("RGB").resize((1280, 720)), quality=90)
     timings = []
     for _ in range(runs + 1):
         start = time.perf_counter()
-        analysis = local.analyze(data, embed=False)
-        local.search_matrix(entry, analysis.embedding(0), limit=50, threshold=80)
+        analysis = analyze(data, embed=False)
+        vectors.search_matrix(entry, analysis.embedding(0), limit=50, threshold=80)
         timings.append(time.perf_counter() - start)
     timings = timings[1:]
     return float(np.percentile(timings, 50) * 1000), float(np.percentile(timings, 95) * 1000)
@@ -191,7 +192,7 @@ def main() -> None:
         label = f"{processes} process{'es' * (processes > 1)} x {threads} thread{'s' * (threads > 1)}"
         print(f"{label:<24}{rate:>10.1f}{faces:>8}")
 
-    local.models()  # this process: one OpenCV and one BLAS thread, as the engine sets
+    runtime.face_models()  # this process: one OpenCV and one BLAS thread, as the engine sets
     split = stages(batch[: len(batch) // rounds])
     print("\nMilliseconds per photo, one process, one thread")
     print("  ".join(f"{name} {ms:.1f}" for name, ms in split.items()) + f"  total {sum(split.values()):.1f}")

@@ -116,7 +116,7 @@ def seed(users: int) -> tuple[list[str], dict[str, int]]:
     faces = list(Face.objects.filter(owner=tenant).order_by("pk"))
     for n in range(1, users):
         user = User.objects.create_user(username=f"load{n}", email=f"load{n}@example.com", password=None)
-        FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+        FaceConsent.objects.record(user)
         source = Source.objects.create(owner=user, kind=Source.Kind.UPLOAD, name="copy of the seeded library")
         post_map, photo_map = {}, {}
         for post in posts:

@@ -14,7 +14,7 @@ Run from the repository root: ``.venv/bin/python bench/people.py [--faces N] [--
    Sizes follow Zipf's law (a few people in thousands of photos, a long tail of
    people seen once or twice), the hard case for a k-NN search. The faces are
    written as Face rows and grouped by the service itself
-   (``indexing.people.group_new_faces``): database load, k-NN, Chinese
+   (``indexing.people.grouping.group_new_faces``): database load, k-NN, Chinese
    Whispers and the writes.
 3. 100 new faces (90 of known people, 10 of new ones) added to that library,
    grouped incrementally.
@@ -31,6 +31,7 @@ import os
 import time
 
 from harness import FIXTURES, throwaway_django
+from scoring import pairwise_scores
 
 throwaway_django("faces-bench-people-", FACES_ENGINE="local")
 
@@ -39,8 +40,9 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from indexing import people  # noqa: E402
-from indexing.engines import local  # noqa: E402
+from indexing.engines.local.runtime import set_threads  # noqa: E402
+from indexing.engines.local.vectors import cosine_from_similarity  # noqa: E402
+from indexing.people import clustering, grouping  # noqa: E402
 from indexing.models import Face, Person, Photo, Post, Source  # noqa: E402
 
 DIM = 128
@@ -52,7 +54,7 @@ def make_user(email: str):
     from accounts.models import FaceConsent
 
     user = get_user_model().objects.create_user(username=email.split("@")[0], email=email, password="x-bench-9")
-    FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+    FaceConsent.objects.record(user)
     return user
 
 
@@ -108,23 +110,23 @@ def fixtures_figures() -> None:
     call_command("faces_import", "--user", user.email, "--sync", str(FIXTURES / "people"), verbosity=0)
     faces = list(Face.objects.filter(owner=user).select_related("photo").order_by("pk"))
     truth = [face.photo.external_id.split("/")[0] for face in faces]
-    precision, recall = people.pairwise_scores(truth, [face.person_id for face in faces])
+    precision, recall = pairwise_scores(truth, [face.person_id for face in faces])
     print(f"fixtures people/: {len(faces)} faces of {len(set(truth))} identities -> "
           f"{Person.objects.filter(owner=user).count()} people")
     print(f"  pairwise precision {precision:.3f}, recall {recall:.3f}  (targets >= 0.98, >= 0.90)")
     matrix = np.stack([np.frombuffer(bytes(face.embedding), dtype=np.float32) for face in faces])
     sweep = []
     for similarity in (70, 80, 86, 90, 93, 96, 98, 98.5, 99):
-        labels = people.cluster(matrix, min_cosine=local.cosine_from_similarity(similarity))
-        p, r = people.pairwise_scores(truth, labels)
+        labels = clustering.cluster(matrix, min_cosine=cosine_from_similarity(similarity))
+        p, r = pairwise_scores(truth, labels)
         sweep.append(f"{similarity:g}: {p:.2f}/{r:.2f}")
     print("  threshold sweep (similarity: precision/recall): " + ", ".join(sweep))
     scores = matrix @ matrix.T
     same = np.array([[a == b for b in truth] for a in truth])
     upper = np.triu(np.ones_like(same), 1)
     print(f"  same-person cosine min {scores[same & upper].min():.3f}, different-person max "
-          f"{scores[~same & upper].max():.3f}; edge threshold cosine {people.EDGE_COSINE:.4f} "
-          f"(similarity {people.EDGE_SIMILARITY:g})")
+          f"{scores[~same & upper].max():.3f}; edge threshold cosine {clustering.EDGE_COSINE:.4f} "
+          f"(similarity {clustering.EDGE_SIMILARITY:g})")
 
 
 def synthetic_figures(faces: int, centres: int, sweep: bool = False) -> None:
@@ -137,9 +139,9 @@ def synthetic_figures(faces: int, centres: int, sweep: bool = False) -> None:
           f"{(sizes == 1).sum()} seen once); rows written in {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
-    report = people.group_new_faces(user.pk)
+    report = grouping.group_new_faces(user.pk)
     seconds = time.perf_counter() - started
-    precision, recall = people.pairwise_scores(identity.tolist(), assignments(ids))
+    precision, recall = pairwise_scores(identity.tolist(), assignments(ids))
     print(f"  full grouping: {seconds:.1f} s (target < 60 s); {report.new_people} people, "
           f"{report.assigned} faces assigned; stages {report.details.get('timings')}")
     print(f"  pairwise precision {precision:.4f}, recall {recall:.4f}")
@@ -147,8 +149,8 @@ def synthetic_figures(faces: int, centres: int, sweep: bool = False) -> None:
     if sweep:
         rows = []
         for similarity in (80, 90, 93, 96, 98):
-            labels = people.cluster(vectors, min_cosine=local.cosine_from_similarity(similarity))
-            p, r = people.pairwise_scores(identity.tolist(), labels)
+            labels = clustering.cluster(vectors, min_cosine=cosine_from_similarity(similarity))
+            p, r = pairwise_scores(identity.tolist(), labels)
             rows.append(f"{similarity:g}: {p:.4f}/{r:.4f}")
         print("  threshold sweep (similarity: precision/recall): " + ", ".join(rows))
 
@@ -160,7 +162,7 @@ def synthetic_figures(faces: int, centres: int, sweep: bool = False) -> None:
     new_vectors = np.concatenate([noisy(centre_vectors, known, 3), fresh])
     new_ids = write_faces(user, new_vectors, "n")
     started = time.perf_counter()
-    report = people.group_new_faces(user.pk)
+    report = grouping.group_new_faces(user.pk)
     seconds = time.perf_counter() - started
     # The 90 faces of known people should land with their people; the 5 new pairs form new people.
     placed = assignments(new_ids)
@@ -183,7 +185,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also sweep the threshold on the synthetic library")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
-    local.set_threads(int(getattr(settings, "FACES_ENGINE_THREADS", 1)))
+    set_threads(settings.FACES_ENGINE_THREADS)
     print(f"database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
           f"{settings.FACES_ENGINE_THREADS} BLAS thread(s), {os.cpu_count()} cores")
     if not args.skip_fixtures:

@@ -55,7 +55,7 @@ def new_user(email: str):
     from accounts.models import FaceConsent
 
     user = get_user_model().objects.create_user(username=email.split("@")[0], email=email)
-    FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+    FaceConsent.objects.record(user)
     return user
 
 

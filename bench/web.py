@@ -45,7 +45,7 @@ def seed(total_faces: int) -> None:
     from indexing.models import Face, FaceCollection, Photo, Post, Source
 
     user = get_user_model().objects.create_user(username="bench", email=EMAIL, password=PASSWORD)
-    FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+    FaceConsent.objects.record(user)
     call_command("faces_import", "--user", EMAIL, "--sync", str(FIXTURES / "people"))
     real = Face.objects.filter(owner=user)
     thumb = real.first().thumbnail.name

@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import Resolver404, resolve
 
+from .http import wants_json
+
 
 def content_security_policy() -> str:
     """FACES_CSP with the Instagram authorization origin filled in (read per request)."""
@@ -98,7 +100,7 @@ class UploadLimitsMiddleware:
         return None
 
     def _refuse(self, request: HttpRequest, url_name: str, message: str, status: int) -> HttpResponse:
-        if request.headers.get("Accept", "").startswith("application/json"):
+        if wants_json(request):
             return JsonResponse({"error": message}, status=status)
         messages.error(request, message)
         page = self.FORM_PAGES.get(url_name)

@@ -23,6 +23,8 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from .http import wants_json
+
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 SCOPE_NAMES = {"search": "searches", "import": "imports"}
@@ -73,10 +75,6 @@ def hit(scope: str, ident: object, rate: str) -> float:
     return 0.0
 
 
-def wants_json(request: HttpRequest) -> bool:
-    return request.headers.get("Accept", "").startswith("application/json")
-
-
 def too_many_requests(request: HttpRequest, scope: str, retry_after: float) -> HttpResponse:
     seconds = max(1, math.ceil(retry_after))
     wait = f"{seconds} seconds" if seconds < 90 else f"{math.ceil(seconds / 60)} minutes"
@@ -99,7 +97,7 @@ def rate_limit(scope: str, methods: tuple[str, ...] = ("POST",)) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            rate = getattr(settings, "FACES_RATE_LIMITS", {}).get(scope)
+            rate = settings.FACES_RATE_LIMITS.get(scope)
             if rate and request.method in methods and request.user.is_authenticated:
                 retry_after = hit(scope, request.user.pk, rate)
                 if retry_after:

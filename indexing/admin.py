@@ -18,6 +18,7 @@ from accounts.admin import StaffAuditMixin
 from accounts.models import StaffAccessLog
 
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source
+from .thumbnails import small_preview
 
 
 @admin.register(Source)
@@ -126,8 +127,6 @@ class PhotoAdmin(StaffAuditMixin, admin.ModelAdmin):
         photo = get_object_or_404(Photo, pk=photo_id)
         if not photo.original:
             raise Http404
-        from .thumbnails import small_preview
-
         with default_storage.open(photo.original.name, "rb") as handle:
             data = small_preview(handle.read())
         StaffAccessLog.objects.create(

@@ -6,7 +6,10 @@ import datetime as dt
 from collections.abc import Iterator
 
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
+from .instagram.client import InstagramClient
+from .instagram.export import iter_export_posts
 from .models import Photo, Source
 from .sources import MediaExpired, RemotePost, SourceError, TokenExpired
 
@@ -19,18 +22,12 @@ def iter_source_posts(source: Source, since: dt.datetime | None = None) -> Itera
     elif source.kind == Source.Kind.EXPORT:
         if not source.archive:
             raise SourceError("The export ZIP is missing.")
-        from .instagram.export import iter_export_posts
-
         with default_storage.open(source.archive.name, "rb") as archive:
             yield from iter_export_posts(archive)
 
 
-def instagram_client(source: Source):
+def instagram_client(source: Source) -> InstagramClient:
     """A Graph API client with the source's long-lived token."""
-    from django.utils import timezone
-
-    from .instagram.client import InstagramClient
-
     account = source.social_account
     token = account.socialtoken_set.order_by("-id").first() if account else None
     if token is None or not source.active:

@@ -13,6 +13,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
@@ -24,17 +25,6 @@ except ImportError:  # pragma: no cover - pillow-heif is a pinned dependency
     pillow_heif = None
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "HEIF", "GIF", "MPO", "BMP", "TIFF", "AVIF"}
-CONTENT_TYPES = {
-    "JPEG": "image/jpeg",
-    "MPO": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "HEIF": "image/heic",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    "TIFF": "image/tiff",
-    "AVIF": "image/avif",
-}
 EXTENSIONS = {
     "JPEG": "jpg",
     "MPO": "jpg",
@@ -71,17 +61,9 @@ class DecodedImage:
     height: int
     format: str
 
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES.get(self.format, "application/octet-stream")
-
-    @property
-    def extension(self) -> str:
-        return EXTENSIONS.get(self.format, "bin")
-
 
 def max_pixels() -> int:
-    return int(getattr(settings, "FACES_MAX_IMAGE_PIXELS", 80_000_000))
+    return int(settings.FACES_MAX_IMAGE_PIXELS)
 
 
 def apply_pixel_limit() -> int:
@@ -186,15 +168,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        import numpy as np
-
         arr = np.asarray(img, dtype=np.float32)
         peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
         gray = np.clip(arr * (255.0 / peak), 0, 255).astype("uint8")
         return Image.fromarray(gray, "L").convert("RGB")
     if mode == "F":
-        import numpy as np
-
         arr = np.asarray(img, dtype=np.float32)
         return Image.fromarray(np.clip(arr, 0, 255).astype("uint8"), "L").convert("RGB")
     if mode == "P":

@@ -396,12 +396,8 @@ def index_post(post_id: int, sync: bool = False) -> None:
 def _index_photo(engine, post: Post, photo: Photo) -> _PhotoOutcome:
     try:
         data = _photo_bytes(post, photo)
-        kwargs = {}
-        if getattr(engine, "supports_s3_input", False):
-            from .engines.rekognition import storage_s3_key
-
-            kwargs["s3_key"] = storage_s3_key(photo.original.name)
-        result = engine.index_image(post.owner, data, photo.external_id, **kwargs)
+        storage_key = photo.original.name if engine.reads_from_storage else None
+        result = engine.index_image(post.owner, data, photo.external_id, storage_key=storage_key or None)
     except ImageError as exc:
         return _PhotoOutcome(photo, error=str(exc))
     except MediaExpired as exc:

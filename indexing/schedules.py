@@ -1,4 +1,4 @@
-"""The periodic jobs, made sure of at every cluster start.
+"""The periodic jobs, all defined here and made sure of at every cluster start.
 
 Migrations create them once; a worker start puts back any that were deleted
 (by hand, or by a test database flush) and brings changed intervals up to date,
@@ -7,7 +7,7 @@ so recovery never depends on rows nobody looks at.
 
 from __future__ import annotations
 
-from .instagram.tokens import ensure_schedules as ensure_token_schedule
+from django_q.models import Schedule
 
 SCHEDULES = {
     "Resume interrupted indexing runs": {
@@ -20,15 +20,17 @@ SCHEDULES = {
         "func": "indexing.deletion.delete_inactive_face_data",
         "schedule_type": "D",
     },
+    # Created by accounts/migrations/0002 first, at 04:00 UTC; accounts does not import indexing.
+    "Refresh Instagram tokens": {
+        "func": "indexing.instagram.tokens.refresh_expiring_tokens",
+        "schedule_type": "D",
+    },
 }
 
 
 def ensure_schedules() -> None:
     """Create missing schedules and correct drifted ones; next runs are left alone."""
-    from django_q.models import Schedule
-
     for name, fields in SCHEDULES.items():
         schedule, created = Schedule.objects.get_or_create(name=name, defaults={**fields, "repeats": -1})
         if not created and any(getattr(schedule, key) != value for key, value in fields.items()):
             Schedule.objects.filter(pk=schedule.pk).update(**fields, repeats=-1)
-    ensure_token_schedule()

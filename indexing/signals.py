@@ -18,6 +18,7 @@ from django_q.signals import post_spawn
 from accounts.signals import consent_given
 
 from .deletion import delete_face_data
+from .engines import get_engine
 from .instagram.tokens import PROVIDER, clear_needs_reconnect
 
 logger = logging.getLogger(__name__)
@@ -93,18 +94,13 @@ def on_worker_start(sender, proc_name, **kwargs) -> None:
 
 @receiver(post_spawn, dispatch_uid="faces_load_engine_on_worker_start")
 def load_engine_on_worker_start(sender, proc_name, **kwargs) -> None:
-    """Each worker loads the local engine's models as it starts, not in its first task.
+    """Each worker warms its engine up as it starts (the local engine loads its models),
+    not in its first task, which would otherwise pay for it (see bench/README.md).
 
-    Loading takes ~0.35 s; paid inside the first index job of every (recycled)
-    worker it was 5-10 % of a 200-photo import. A failure here is only logged:
-    the first index job then reports it on its post.
+    A failure here is only logged: the first index job then reports it on its post.
     """
-    if settings.FACES_ENGINE != "local":
-        return
-    from .engines import local
-
     try:
-        local.models()
+        get_engine().warm_up()
     except Exception:
-        logger.exception("Could not load the local face engine in %s", proc_name)
+        logger.exception("Could not warm up the face engine in %s", proc_name)
 

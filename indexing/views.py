@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import consent_required
+from accounts.instagram.provider import InstagramLoginProvider
 from accounts.models import FaceConsent, has_face_consent
 from faces_site.ratelimit import rate_limit
 
@@ -150,8 +151,9 @@ def privacy(request: HttpRequest) -> HttpResponse:
 @consent_required
 def instagram_connect(request: HttpRequest) -> HttpResponse:
     """Explain what linking does, then hand over to the allauth provider."""
-    apps = settings.SOCIALACCOUNT_PROVIDERS.get("instagram_login", {}).get("APPS", [])
-    return render(request, "indexing/instagram_connect.html", {"configured": bool(apps)})
+    provider = InstagramLoginProvider.id
+    apps = settings.SOCIALACCOUNT_PROVIDERS.get(provider, {}).get("APPS", [])
+    return render(request, "indexing/instagram_connect.html", {"configured": bool(apps), "provider": provider})
 
 
 @consent_required

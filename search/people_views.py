@@ -1,6 +1,6 @@
 """People pages: the people of a library, one person's photos, and the corrections.
 
-Thin views over ``indexing.people``: every lookup is scoped to the signed-in
+Thin views over ``indexing.people`` (corrections, queries): every lookup is scoped to the signed-in
 owner (another user's ids are 404, never 403), every change is a POST with
 CSRF, and nothing here runs before face-processing consent.
 """
@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.decorators import consent_required, safe_next
-from indexing import people
+from indexing.people import corrections, grouping, queries
 from indexing.models import Face, Person
 
 PEOPLE_PER_PAGE = 120
@@ -38,12 +38,12 @@ def _other_person(request: HttpRequest, field: str) -> Person | None:
 def people_list(request: HttpRequest) -> HttpResponse:
     """People by number of photos, each with a cover face; unnamed ones can be named here."""
     show_hidden = request.GET.get("hidden") == "1"
-    page = Paginator(people.people_with_counts(request.user, include_hidden=show_hidden), PEOPLE_PER_PAGE).get_page(
+    page = Paginator(queries.people_with_counts(request.user, include_hidden=show_hidden), PEOPLE_PER_PAGE).get_page(
         request.GET.get("page")
     )
     listed = list(page.object_list)
-    people.ensure_covers(listed)
-    waiting = people.eligible_faces(request.user.pk).filter(grouped_at__isnull=True).count()
+    queries.ensure_covers(listed)
+    waiting = grouping.eligible_faces(request.user.pk).filter(grouped_at__isnull=True).count()
     return render(
         request,
         "search/people.html",
@@ -74,8 +74,8 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
             "person": person,
             "faces": page.object_list,
             "page": page,
-            "photo_count": people.photo_count(person),
-            "others": people.choices_for(request.user, exclude=person),
+            "photo_count": queries.photo_count(person),
+            "others": queries.choices_for(request.user, exclude=person),
         },
     )
 
@@ -85,7 +85,7 @@ def person_detail(request: HttpRequest, person_id: int) -> HttpResponse:
 def person_rename(request: HttpRequest, person_id: int) -> HttpResponse:
     person = _person(request, person_id)
     name = request.POST.get("name", "")
-    result = people.rename_person(person, name)
+    result = corrections.rename_person(person, name)
     if result.pk != person.pk:
         messages.success(request, f"{result.name} already existed: the two are one person now.")
         return redirect("person", result.pk)
@@ -103,11 +103,11 @@ def person_merge(request: HttpRequest, person_id: int) -> HttpResponse:
         messages.error(request, "Pick the person to merge with.")
         return redirect("person", person.pk)
     try:
-        result = people.merge_people(person, other)
-    except people.PeopleError as exc:
+        result = corrections.merge_people(person, other)
+    except corrections.PeopleError as exc:
         messages.error(request, str(exc))
         return redirect("person", person.pk)
-    messages.success(request, f"Merged: {result} now has {people.photo_count(result)} photos.")
+    messages.success(request, f"Merged: {result} now has {queries.photo_count(result)} photos.")
     return redirect("person", result.pk)
 
 
@@ -124,8 +124,8 @@ def person_move(request: HttpRequest, person_id: int) -> HttpResponse:
         messages.error(request, "Pick where the selected photos go.")
         return redirect("person", person.pk)
     try:
-        result = people.move_faces(person, face_ids, target, new_name=new_name)
-    except people.PeopleError as exc:
+        result = corrections.move_faces(person, face_ids, target, new_name=new_name)
+    except corrections.PeopleError as exc:
         messages.error(request, str(exc))
         return redirect("person", person.pk)
     count = len(face_ids)
@@ -141,7 +141,7 @@ def person_move(request: HttpRequest, person_id: int) -> HttpResponse:
 def person_hide(request: HttpRequest, person_id: int) -> HttpResponse:
     person = _person(request, person_id)
     hidden = request.POST.get("hidden", "1") == "1"
-    people.set_hidden(person, hidden)
+    corrections.set_hidden(person, hidden)
     messages.success(request, f"{person} is hidden." if hidden else f"{person} is shown again.")
     return redirect(safe_next(request, reverse("person", args=[person.pk])))
 
@@ -151,7 +151,7 @@ def person_hide(request: HttpRequest, person_id: int) -> HttpResponse:
 def face_me(request: HttpRequest, face_id: int) -> HttpResponse:
     """ "This is me" on a face."""
     face = get_object_or_404(Face.objects.select_related("person"), pk=face_id, owner=request.user)
-    me = people.mark_me(face)
+    me = corrections.mark_me(face)
     messages.success(request, f"Got it: this is you. See all your photos under {me}.")
     return redirect("face", face.pk)
 
@@ -162,8 +162,8 @@ def face_name(request: HttpRequest, face_id: int) -> HttpResponse:
     """Say who a face is: into the person with that name, or a new one."""
     face = get_object_or_404(Face.objects.select_related("person"), pk=face_id, owner=request.user)
     try:
-        person = people.assign_face(face, request.POST.get("name", ""))
-    except people.PeopleError as exc:
+        person = corrections.assign_face(face, request.POST.get("name", ""))
+    except corrections.PeopleError as exc:
         messages.error(request, str(exc))
         return redirect("face", face.pk)
     messages.success(request, f"This is {person}.")
@@ -174,7 +174,7 @@ def face_name(request: HttpRequest, face_id: int) -> HttpResponse:
 @require_POST
 def people_group(request: HttpRequest) -> HttpResponse:
     """Group the faces not grouped yet, in the background."""
-    people.run_finished(request.user.pk)
+    grouping.run_finished(request.user.pk)
     messages.success(request, "Grouping your new faces; refresh in a minute.")
     return redirect("people")
 

@@ -6,10 +6,10 @@ from django.dispatch import receiver
 
 from indexing.deletion import face_data_deleted
 
+from .views import forget_queries
+
 
 @receiver(face_data_deleted, dispatch_uid="faces_forget_queries")
 @receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="faces_forget_queries_on_delete")
 def forget_user_queries(sender, **kwargs) -> None:
-    from .views import forget_queries
-
     forget_queries(kwargs.get("user") or kwargs["instance"])

@@ -16,11 +16,13 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.decorators import consent_required
 from accounts.models import has_face_consent
+from faces_site.http import wants_json
 from faces_site.ratelimit import rate_limit
 from indexing.engines.base import EngineError, NoFaceError
 from indexing.images import ImageError, decode_image, encode_jpeg
 from indexing.media import ensure_rendition, serve_stored
 from indexing.models import Face, IndexRun, Photo, Source
+from indexing.people.queries import person_hint
 
 from .services import search_by_face, search_by_image
 
@@ -76,7 +78,7 @@ def forget_queries(user) -> None:
 @rate_limit("search", methods=("POST",))
 def search(request: HttpRequest) -> HttpResponse:
     """The search page; a POSTed photo (upload or selfie) is kept briefly and searched."""
-    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    as_json = wants_json(request)
     error = ""
     if request.method == "POST":
         upload = request.FILES.get("image")
@@ -95,10 +97,10 @@ def search(request: HttpRequest) -> HttpResponse:
                 url = reverse("search_results", args=[query_id])
                 if request.POST.get("threshold"):
                     url += f"?threshold={request.POST['threshold']}"
-                if wants_json:
+                if as_json:
                     return JsonResponse({"redirect": url})
                 return redirect(url)
-        if wants_json:
+        if as_json:
             return JsonResponse({"error": error}, status=400)
     return render(
         request,
@@ -145,9 +147,7 @@ def search_results(request: HttpRequest, query_id: str) -> HttpResponse:
 
 
 def _named_person(owner, matches, image: bytes, threshold: float):
-    """The named person the best matches belong to, to say "This looks like Mom" (see indexing.people)."""
-    from indexing.people import person_hint
-
+    """The named person the best matches belong to, to say "This looks like Mom"."""
     return person_hint(owner, matches, image=image, threshold=threshold)
 
 

@@ -61,14 +61,13 @@ def fixtures_dir() -> Path:
 
 
 def make_user(email: str, consent: bool = True):
-    from django.conf import settings
     from django.contrib.auth import get_user_model
 
     from accounts.models import FaceConsent
 
     user = get_user_model().objects.create_user(username=email.split("@")[0], email=email, password=PASSWORD)
     if consent:
-        FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+        FaceConsent.objects.record(user)
     return user
 
 

@@ -56,9 +56,9 @@ def serve(conn: Connection) -> None:
     import django
 
     django.setup()
-    from indexing.engines.local import models
+    from indexing.engines.local import face_models
 
-    models()  # load the face models once, before the first timed call
+    face_models()  # load the face models once, before the first timed call
     conn.send(("ready", "", ""))
     while True:
         try:

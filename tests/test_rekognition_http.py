@@ -11,12 +11,11 @@ import json
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from indexing.engines.base import NoFaceError, RetryableEngineError
-from indexing.engines.rekognition import RekognitionEngine, storage_s3_key, user_id_for
+from indexing.engines.rekognition import RekognitionEngine, user_id_for
 from indexing.models import Face, FaceCollection, Person, Photo, Post, Source
 from tests.conftest import FIXTURES
 
@@ -43,11 +42,9 @@ def index_photos(engine: RekognitionEngine, owner, paths: list[str], s3: bool = 
         data = read(path)
         post = Post.objects.create(owner=owner, source=source, external_id=path)
         photo = Photo.objects.create(owner=owner, post=post, external_id=path)
-        s3_key = None
         if s3:
             photo.original.save(path.replace("/", "_"), ContentFile(data), save=True)
-            s3_key = storage_s3_key(photo.original.name)
-        result = engine.index_image(owner, data, photo.external_id, s3_key=s3_key)
+        result = engine.index_image(owner, data, photo.external_id, storage_key=photo.original.name or None)
         photo.width, photo.height = result.width, result.height
         photo.status = Photo.Status.INDEXED
         photo.faces_skipped = len(result.unindexed)
@@ -236,6 +233,116 @@ def test_people_through_the_users_api(engine, user, library):
     engine.delete_user(user, person.rekognition_user_id)  # already gone: fine
     with pytest.raises(NoFaceError):
         engine.search_users_by_image(user, read("noface/eagle.jpg"), threshold=80)
+
+
+# -- people hooks: the database's named people as Rekognition Users ----------------
+
+
+def face_ids(faces: list[Face]) -> set[str]:
+    return {face.engine_face_id for face in faces}
+
+
+def give(faces: list[Face], person: Person | None) -> None:
+    """What the people corrections do in the database before they call the hooks."""
+    Face.objects.filter(pk__in=[face.pk for face in faces]).update(person=person, person_locked=True)
+
+
+def test_person_named_creates_one_user_with_every_face(engine, fake_rekognition, user, library):
+    users = fake_rekognition.collections[f"faces-{user.pk}"].users
+    obama = [f for path in people_paths("barack_obama") for f in library[path]]
+    barack = Person.objects.create(owner=user, name="Barack")
+    give(obama, barack)
+    engine.person_named(barack)
+    assert barack.rekognition_user_id == user_id_for(barack)
+    assert Person.objects.get(pk=barack.pk).rekognition_user_id == barack.rekognition_user_id
+    assert users == {barack.rekognition_user_id: face_ids(obama)}
+    engine.person_named(Person.objects.get(pk=barack.pk))  # again: nothing changes, nothing fails
+    assert fake_rekognition.count("CreateUser") == 1 and users == {barack.rekognition_user_id: face_ids(obama)}
+
+
+def test_faces_moved_follow_their_persons_users(engine, fake_rekognition, user, library):
+    users = fake_rekognition.collections[f"faces-{user.pk}"].users
+    obama = [f for path in people_paths("barack_obama") for f in library[path]]
+    biden = [f for path in people_paths("joe_biden") for f in library[path]]
+    barack = Person.objects.create(owner=user, name="Barack")
+    give(obama, barack)
+    engine.person_named(barack)
+
+    # Out of a named person to nobody: the face leaves the User.
+    give(obama[2:], None)
+    engine.faces_moved(user, [(obama[2].engine_face_id, barack.pk)], None)
+    assert users[barack.rekognition_user_id] == face_ids(obama[:2])
+
+    # Into a named person without a User yet: it gets one with all its faces.
+    joe = Person.objects.create(owner=user, name="Joe")
+    give(biden, joe)
+    engine.faces_moved(user, [(f.engine_face_id, None) for f in biden], joe)
+    assert joe.rekognition_user_id == user_id_for(joe) and users[joe.rekognition_user_id] == face_ids(biden)
+
+    # From one named person to another: out of one User, into the other.
+    give(obama[1:2], joe)
+    engine.faces_moved(user, [(obama[1].engine_face_id, barack.pk)], joe)
+    assert users[barack.rekognition_user_id] == face_ids(obama[:1])
+    assert users[joe.rekognition_user_id] == face_ids(biden + obama[1:2])
+
+    # Into an unnamed group: out of the User, and the group gets none.
+    group = Person.objects.create(owner=user)
+    give(biden[:1], group)
+    engine.faces_moved(user, [(biden[0].engine_face_id, joe.pk)], group)
+    assert users[joe.rekognition_user_id] == face_ids(biden[1:] + obama[1:2])
+    assert set(users) == {barack.rekognition_user_id, joe.rekognition_user_id}
+    assert Person.objects.get(pk=group.pk).rekognition_user_id == ""
+
+
+def test_person_removed_deletes_the_user(engine, fake_rekognition, user, library):
+    users = fake_rekognition.collections[f"faces-{user.pk}"].users
+    kit = Person.objects.create(owner=user, name="Kit")
+    give(library["people/kit_harington/1.jpg"], kit)
+    engine.person_named(kit)
+    user_id = kit.rekognition_user_id
+    assert user_id in users
+    engine.person_removed(kit)
+    assert user_id not in users and kit.rekognition_user_id == ""
+    assert Person.objects.get(pk=kit.pk).rekognition_user_id == ""
+    # Its faces stay in the collection, free for another User.
+    assert face_ids(library["people/kit_harington/1.jpg"]) <= set(fake_rekognition.faces(f"faces-{user.pk}"))
+    engine.person_removed(kit)  # no User: nothing to do
+
+
+def test_failed_user_calls_are_logged_and_sync_people_repairs_them(engine, fake_rekognition, user, library, caplog):
+    users = fake_rekognition.collections[f"faces-{user.pk}"].users
+    obama = [f for path in people_paths("barack_obama") for f in library[path]]
+    biden = [f for path in people_paths("joe_biden") for f in library[path]]
+    barack = Person.objects.create(owner=user, name="Barack")
+    me = Person.objects.create(owner=user, is_me=True)
+    Person.objects.create(owner=user)  # unnamed: never a User
+    give(obama, barack)
+    give(biden, me)
+    fake_rekognition.fail_next("CreateUser", times=3)  # FACES_REKOGNITION_MAX_ATTEMPTS in tests
+    engine.person_named(barack)  # throttled past every retry: logged, not raised
+    assert barack.rekognition_user_id == "" and users == {}
+    assert "Rekognition create_user" in caplog.text
+    assert engine.sync_people(user) == 2
+    barack.refresh_from_db()
+    me.refresh_from_db()
+    assert users == {barack.rekognition_user_id: face_ids(obama), me.rekognition_user_id: face_ids(biden)}
+
+
+def test_search_people_by_image_finds_visible_named_people(engine, fake_rekognition, user, library, other_user):
+    obama = [f for path in people_paths("barack_obama") for f in library[path]]
+    selfie = read("people/barack_obama/4.jpg")
+    assert engine.search_people_by_image(user, selfie, threshold=80) == []  # no named people: no call
+    assert fake_rekognition.count("SearchUsersByImage") == 0
+    barack = Person.objects.create(owner=user, name="Barack")
+    give(obama, barack)
+    engine.person_named(barack)
+    found = engine.search_people_by_image(user, selfie, threshold=80)
+    assert [match.person_id for match in found] == [barack.pk] and 80 <= found[0].similarity <= 100
+    assert engine.search_people_by_image(user, read("people/kit_harington/3.jpg"), threshold=80) == []
+    assert engine.search_people_by_image(user, read("noface/eagle.jpg"), threshold=80) == []  # NoFace: logged
+    assert engine.search_people_by_image(other_user, selfie, threshold=80) == []  # another tenant
+    Person.objects.filter(pk=barack.pk).update(hidden=True)
+    assert engine.search_people_by_image(user, selfie, threshold=80) == []
 
 
 # -- faces_reconcile ----------------------------------------------------------

@@ -213,8 +213,17 @@ def test_index_from_bytes(engine, stub, user):
     assert result.unindexed[0].box == Box(0.9, 0.9, pytest.approx(0.1), pytest.approx(0.1))
 
 
-def test_index_from_s3_object(engine, stub, user, settings):
+@pytest.fixture
+def s3_storage(settings):
+    """Photos stored in S3 (no request is made: only the storage's key naming is used)."""
     settings.AWS_STORAGE_BUCKET_NAME = "faces-photos"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": "faces-photos"}},
+    }
+
+
+def test_index_from_s3_object(engine, stub, user, s3_storage):
     fid = face_id()
     expect_create(stub, user)
     stub.add_response(
@@ -222,12 +231,19 @@ def test_index_from_s3_object(engine, stub, user, settings):
         index_response(fid),
         index_params(user, {"S3Object": {"Bucket": "faces-photos", "Name": "photos/1/a.jpg"}}, "media_42"),
     )
-    result = engine.index_image(user, OBAMA, "media/42", s3_key="photos/1/a.jpg")
+    result = engine.index_image(user, OBAMA, "media/42", storage_key="photos/1/a.jpg")
     assert [face.face_id for face in result.faces] == [fid]
 
 
-def test_unreadable_s3_object_falls_back_to_bytes(engine, stub, user, settings):
-    settings.AWS_STORAGE_BUCKET_NAME = "faces-photos"
+def test_a_storage_key_without_s3_storage_sends_bytes(engine, stub, user, settings):
+    settings.AWS_STORAGE_BUCKET_NAME = "faces-photos"  # a bucket, but photos are stored on disk
+    fid = face_id()
+    expect_create(stub, user)
+    stub.add_response("index_faces", index_response(fid), index_params(user, {"Bytes": OBAMA}, "p"))
+    assert [face.face_id for face in engine.index_image(user, OBAMA, "p", storage_key="k.jpg").faces] == [fid]
+
+
+def test_unreadable_s3_object_falls_back_to_bytes(engine, stub, user, s3_storage):
     fid = face_id()
     expect_create(stub, user)
     stub.add_client_error(
@@ -238,14 +254,13 @@ def test_unreadable_s3_object_falls_back_to_bytes(engine, stub, user, settings):
         expected_params=index_params(user, {"S3Object": {"Bucket": "faces-photos", "Name": "k.jpg"}}, "p"),
     )
     stub.add_response("index_faces", index_response(fid), index_params(user, {"Bytes": OBAMA}, "p"))
-    assert [face.face_id for face in engine.index_image(user, OBAMA, "p", s3_key="k.jpg").faces] == [fid]
+    assert [face.face_id for face in engine.index_image(user, OBAMA, "p", storage_key="k.jpg").faces] == [fid]
 
 
-def test_formats_rekognition_cannot_read_go_as_jpeg_bytes_even_with_an_s3_key(engine, stub, user, settings):
-    settings.AWS_STORAGE_BUCKET_NAME = "faces-photos"
+def test_formats_rekognition_cannot_read_go_as_jpeg_bytes_even_from_s3(engine, stub, user, s3_storage):
     expect_create(stub, user)
     stub.add_response("index_faces", index_response(), index_params(user, {"Bytes": JpegBytes()}, "heic"))
-    result = engine.index_image(user, HEIC, "heic", s3_key="photos/1/face.heic")
+    result = engine.index_image(user, HEIC, "heic", storage_key="photos/1/face.heic")
     assert result.faces == [] and result.width > 0
 
 

@@ -2,7 +2,7 @@
 
 The task lives in ``indexing.instagram.tokens`` (it flags indexing sources);
 this migration only stores its dotted path, so accounts still imports nothing
-from indexing. ``indexing.instagram.tokens.ensure_schedules()`` does the same at
+from indexing. ``indexing.schedules.ensure_schedules()`` does the same at
 run time.
 """
 

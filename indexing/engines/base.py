@@ -38,6 +38,14 @@ class Box:
     def area(self) -> float:
         return self.w * self.h
 
+    def iou(self, other: Box) -> float:
+        """Intersection over union with ``other``: 1 for the same box, 0 when they do not touch."""
+        ix = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
+        iy = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
 
 @dataclass
 class IndexedFace:

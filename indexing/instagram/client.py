@@ -4,7 +4,9 @@ It lists a professional account's media as ``RemotePost`` items, re-fetches
 expired media URLs, downloads images and refreshes long-lived tokens. Every
 answer that means "slow down" becomes ``RateLimited`` with a ``retry_after``,
 code 190 becomes ``TokenExpired``; nothing here retries on its own, so the
-crawler sees every rate limit and can schedule the resume.
+crawler sees every rate limit and can schedule the resume. Media objects become
+posts in ``media.py``; answers and error shapes are read by
+``accounts.instagram.graph``, which login shares.
 
 Tokens travel in query strings (``paging.next`` repeats them), so only
 redacted URLs are ever logged.
@@ -13,49 +15,34 @@ redacted URLs are ever logged.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
-from collections.abc import Iterator
-from urllib.parse import urlsplit
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
 from django.conf import settings
 
+from accounts.instagram.graph import base_url, error_of, json_object
 from faces_site.logging import redact
-from indexing.instagram.answers import (
-    DEFAULT_RETRY_AFTER,
-    error_fields,
-    loads,
-    next_cursor,
-    parse_timestamp,
-    retry_after_header,
-    safe_url,
-    usage_retry_after,
-)
-from indexing.sources import (
-    MediaExpired,
-    RateLimited,
-    RemotePhoto,
-    RemotePost,
-    SourceError,
-    TokenExpired,
-)
+from indexing.sources import MediaExpired, RateLimited, RemotePost, SourceError, TokenExpired
+
+from .media import COPYRIGHT_SKIP, MEDIA_FIELDS, image_url, to_post
 
 logger = logging.getLogger(__name__)
 
-MEDIA_FIELDS = (
-    "id,media_type,media_url,permalink,timestamp,caption,thumbnail_url,"
-    "children{id,media_type,media_url,thumbnail_url}"
-)
 # Graph error codes that mean "too many calls": application, user, page, and
 # per-hour (613) limits.
 RATE_LIMIT_CODES = {4, 17, 32, 613}
 TRANSIENT_CODES = {1, 2}  # "unknown error" / "service temporarily unavailable": try later
 TOKEN_CODES = {190, 102}
+USAGE_HEADERS = ("X-App-Usage", "X-Business-Use-Case-Usage")
+DEFAULT_RETRY_AFTER = 600.0  # Meta's windows roll over an hour; ten minutes is a fair first wait.
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 DOWNLOAD_DEADLINE = 120.0  # seconds for one whole image, however slowly it trickles
-COPYRIGHT_SKIP = "no media_url (copyright-flagged)"
 
 
 class Unavailable(RateLimited):
@@ -72,6 +59,57 @@ class SlowDownload(Unavailable):
 
 class MediaDeleted(SourceError):
     """The media no longer exists on Instagram (deleted by its owner)."""
+
+
+def usage_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait when a usage header reports any metric at 100% or more, else None.
+
+    ``X-App-Usage`` is ``{"call_count": 28, "total_time": 25, "total_cputime": 25}``;
+    ``X-Business-Use-Case-Usage`` maps an account id to a list of such objects,
+    which may carry ``estimated_time_to_regain_access`` in minutes.
+    """
+    worst: float | None = None
+    for name in USAGE_HEADERS:
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            continue
+        entries: list[dict] = []
+        if isinstance(data, dict) and any(isinstance(v, list) for v in data.values()):
+            for value in data.values():
+                if isinstance(value, list):
+                    entries.extend(item for item in value if isinstance(item, dict))
+        elif isinstance(data, dict):
+            entries.append(data)
+        for entry in entries:
+            usage = max(
+                (_number(entry.get(key)) for key in ("call_count", "total_time", "total_cputime")),
+                default=0.0,
+            )
+            regain = _number(entry.get("estimated_time_to_regain_access")) * 60
+            if usage >= 100 or regain > 0:
+                wait = regain if regain > 0 else DEFAULT_RETRY_AFTER
+                worst = max(worst or 0.0, wait)
+    return worst
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _retry_after_header(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 class InstagramClient:
@@ -91,15 +129,12 @@ class InstagramClient:
         self.access_token = access_token
         self.page_size = page_size
         self.timeout = timeout
-        self.max_download_bytes = max_download_bytes or int(
-            getattr(settings, "FACES_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
-        )
+        self.max_download_bytes = max_download_bytes or settings.FACES_MAX_UPLOAD_BYTES
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", "Faces/1.0 (+instagram)")
         # Set when a usage header reached 100%: the next call would be refused,
         # so it is not sent (monotonic deadline, seconds).
         self.throttled_until: float = 0.0
-        self.requests_made = 0
 
     def __enter__(self) -> InstagramClient:
         return self
@@ -115,13 +150,9 @@ class InstagramClient:
 
     @property
     def graph_url(self) -> str:
-        return str(settings.INSTAGRAM_GRAPH_URL).rstrip("/")
+        return base_url("INSTAGRAM_GRAPH_URL")
 
     # Public API -----------------------------------------------------------
-
-    def me(self) -> dict:
-        """The account's ``id`` (app-scoped), ``user_id`` and ``username``."""
-        return self._get_json(f"{self.graph_url}/me", {"fields": "id,user_id,username"})
 
     def iter_media(self, since: dt.datetime | None = None) -> Iterator[RemotePost]:
         """Every media of the account, newest first, following ``paging.next``.
@@ -133,14 +164,12 @@ class InstagramClient:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
         for item in self._iter_pages(MEDIA_FIELDS):
-            post = self._to_post(item)
+            post = to_post(item)
             if since is not None and post.timestamp is not None and post.timestamp <= since:
                 return
             yield post
 
-    def media_pages(
-        self, after: str = "", since: dt.datetime | None = None
-    ) -> Iterator[tuple[list[RemotePost], str]]:
+    def media_pages(self, after: str = "", since: dt.datetime | None = None) -> Iterator[tuple[list[RemotePost], str]]:
         """The media listing one page at a time, from the page at cursor ``after``.
 
         Yields ``(posts, next_cursor)``; ``next_cursor`` is "" after the last
@@ -150,20 +179,14 @@ class InstagramClient:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
         while True:
-            params = {"fields": MEDIA_FIELDS, "limit": self.page_size}
-            if after:
-                params["after"] = after
+            params = {"fields": MEDIA_FIELDS, "limit": self.page_size, **({"after": after} if after else {})}
             data = self._get_json(f"{self.graph_url}/me/media", params)
             items = [item for item in data.get("data") or [] if isinstance(item, dict)]
-            posts = [self._to_post(item) for item in items]
-            cursor = next_cursor(data) if items else ""
-            if since is not None:
-                newer = [p for p in posts if p.timestamp is None or p.timestamp > since]
-                if len(newer) < len(posts):
-                    posts, cursor = newer, ""
-            if cursor == after:  # a cursor loop would otherwise never end
-                logger.warning("Instagram repeated a page cursor; stopping")
-                cursor = ""
+            posts = [to_post(item) for item in items]
+            cursor = _next_cursor(data) if items else ""
+            newer = [p for p in posts if since is None or p.timestamp is None or p.timestamp > since]
+            if len(newer) < len(posts) or cursor == after:  # reached ``since``, or a cursor loop
+                posts, cursor = newer, ""
             yield posts, cursor
             if not cursor:
                 return
@@ -186,7 +209,7 @@ class InstagramClient:
         data = self._get_json(
             f"{self.graph_url}/{media_id}", {"fields": "media_url,thumbnail_url,media_type"}
         )
-        url = self._image_url(data)
+        url = image_url(data)
         if not url:
             raise SourceError(f"Instagram has no image for media {media_id} ({COPYRIGHT_SKIP}).")
         return url
@@ -217,7 +240,7 @@ class InstagramClient:
                 logger.info("media URL expired or gone (HTTP %s): %s", resp.status_code, where)
                 raise MediaExpired(f"The media URL expired (HTTP {resp.status_code}).")
             if resp.status_code == 429:
-                wait = retry_after_header(resp) or 60.0
+                wait = _retry_after_header(resp) or 60.0
                 raise RateLimited("Instagram's media server asks us to slow down.", wait)
             if resp.status_code >= 500:
                 raise Unavailable(f"Instagram's media server failed (HTTP {resp.status_code}).", 60.0)
@@ -226,21 +249,21 @@ class InstagramClient:
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self.max_download_bytes:
                 raise SourceError(self._too_large())
-            ends = started + deadline
             chunks: list[bytes] = []
             size = 0
+            slow = SlowDownload(f"The photo did not download within {deadline:g} s.", 60.0)
             try:
                 # read1 returns what has arrived, so a trickle cannot hold a read past the deadline.
                 while chunk := resp.raw.read1(64 * 1024, decode_content=True):
                     size += len(chunk)
                     if size > self.max_download_bytes:
                         raise SourceError(self._too_large())
-                    if time.monotonic() > ends:
-                        raise SlowDownload(f"The photo did not download within {deadline:g} s.", 60.0)
+                    if time.monotonic() > started + deadline:
+                        raise slow
                     chunks.append(chunk)
+            except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+                raise slow from None
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                if isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-                    raise SlowDownload(f"The photo did not download within {deadline:g} s.", 60.0) from None
                 raise Unavailable(f"The download was interrupted ({exc.__class__.__name__}).", 60.0) from None
         logger.debug("downloaded %d bytes from %s", size, where)
         return b"".join(chunks)
@@ -274,7 +297,7 @@ class InstagramClient:
                 return
             self._check_same_host(next_url)
             if next_url in seen:  # a cursor loop would otherwise never end
-                logger.warning("Instagram repeated a page; stopping: %s", safe_url(next_url))
+                logger.warning("Instagram repeated a page; stopping: %s", redact(next_url))
                 return
             seen.add(next_url)
             # paging.next already carries fields, limit, cursor and the token.
@@ -300,13 +323,12 @@ class InstagramClient:
         try:
             resp = self.session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout:
-            logger.warning("Instagram timed out: %s", safe_url(url))
+            logger.warning("Instagram timed out: %s", redact(url))
             raise Unavailable("Instagram did not answer in time.", 60.0) from None
         except requests.RequestException as exc:
-            logger.warning("Instagram unreachable (%s): %s", exc.__class__.__name__, safe_url(url))
+            logger.warning("Instagram unreachable (%s): %s", exc.__class__.__name__, redact(url))
             raise Unavailable(f"Could not reach Instagram ({exc.__class__.__name__}).", 60.0) from None
-        self.requests_made += 1
-        logger.debug("GET %s -> %s", safe_url(resp.url or url), resp.status_code)
+        logger.debug("GET %s -> %s", redact(resp.url or url), resp.status_code)
         wait = usage_retry_after(resp.headers)
         if resp.status_code != 200:
             self._raise_for_error(resp, wait)
@@ -314,66 +336,36 @@ class InstagramClient:
             # This answer is good; the next one would be refused.
             logger.info("Instagram usage at 100%%; pausing calls for %.0f s", wait)
             self.throttled_until = time.monotonic() + wait
-        try:
-            data = loads(resp.text)
-        except ValueError:
-            raise SourceError("Instagram sent an unreadable answer.") from None
-        if not isinstance(data, dict):
-            raise SourceError("Instagram sent an unexpected answer.")
+        data = json_object(resp)
+        if data is None:
+            raise SourceError("Instagram sent an unreadable answer.")
         return data
 
     def _raise_for_error(self, resp: requests.Response, usage_wait: float | None) -> None:
-        code, subcode, kind, message = error_fields(resp)
-        summary = f"{kind or 'error'} {code if code is not None else ''} (HTTP {resp.status_code}): {message}"
-        logger.warning("Instagram error %s at %s", redact(summary)[:300], safe_url(resp.url or ""))
+        error = error_of(resp)
+        code = error.code
+        logger.warning("Instagram error %s at %s", error, redact(resp.url or ""))
         if code in TOKEN_CODES:
             raise TokenExpired("Instagram access expired or was revoked; please reconnect Instagram.")
         if resp.status_code == 429 or code in RATE_LIMIT_CODES:
-            wait = retry_after_header(resp) or usage_wait or DEFAULT_RETRY_AFTER
+            wait = _retry_after_header(resp) or usage_wait or DEFAULT_RETRY_AFTER
             self.throttled_until = time.monotonic() + wait
             raise RateLimited(f"Instagram rate limit reached (code {code or resp.status_code}).", wait)
         if resp.status_code >= 500 or code in TRANSIENT_CODES:
             raise Unavailable(f"Instagram is temporarily unavailable (HTTP {resp.status_code}).", 60.0)
-        if code == 100 and subcode == 33:
+        if code == 100 and error.subcode == 33:
             raise MediaDeleted("This media no longer exists on Instagram.")
-        raise SourceError(f"Instagram refused the request: {redact(message)[:200] or resp.status_code}.")
+        raise SourceError(f"Instagram refused the request: {redact(error.message)[:200] or resp.status_code}.")
 
-    @staticmethod
-    def _image_url(item: dict) -> str:
-        """The image to index: the cover of a video, else the media itself."""
-        if item.get("media_type") == "VIDEO":
-            return str(item.get("thumbnail_url") or "")
-        return str(item.get("media_url") or "")
 
-    def _to_post(self, item: dict) -> RemotePost:
-        media_id = str(item.get("id"))
-        media_type = str(item.get("media_type") or "IMAGE")
-        post = RemotePost(
-            external_id=media_id,
-            media_type=media_type if media_type in ("IMAGE", "VIDEO", "CAROUSEL_ALBUM") else "IMAGE",
-            permalink=str(item.get("permalink") or ""),
-            caption=str(item.get("caption") or ""),
-            timestamp=parse_timestamp(item.get("timestamp")),
-        )
-        if media_type == "CAROUSEL_ALBUM":
-            children = (item.get("children") or {}).get("data") or []
-            for child in children:
-                url = self._image_url(child)
-                if child.get("id") and url:
-                    post.photos.append(
-                        RemotePhoto(external_id=str(child["id"]), position=len(post.photos), media_url=url)
-                    )
-            if not children and item.get("media_url"):
-                # No children listed: the parent's media_url is the first image.
-                post.photos.append(RemotePhoto(external_id=media_id, media_url=str(item["media_url"])))
-        else:
-            url = self._image_url(item)
-            if url:
-                post.photos.append(RemotePhoto(external_id=media_id, media_url=url))
-        if not post.photos:
-            has_video = media_type == "VIDEO" and item.get("media_url")
-            post.skip_reason = "video without a cover image" if has_video else COPYRIGHT_SKIP
-        return post
+def _next_cursor(data: dict) -> str:
+    """The ``after`` cursor of the next page, or "" when this page is the last."""
+    paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+    if not paging.get("next"):
+        return ""
+    found = parse_qs(urlsplit(str(paging["next"])).query).get("after")
+    cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+    return found[0] if found else str(cursors.get("after") or "")
 
 
 def refresh_long_lived_token(token: str) -> tuple[str, int]:

@@ -30,8 +30,6 @@ What we do about it:
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import io
 import json
 import logging
@@ -40,9 +38,8 @@ import re
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
-from pathlib import PurePosixPath
 from typing import IO, Any
 
 from django.conf import settings
@@ -50,19 +47,23 @@ from django.conf import settings
 from indexing.images import SUPPORTED_FORMATS, sniff_format
 from indexing.sources import RemotePhoto, RemotePost, SourceError
 
+from .export_json import (
+    POSTS_HTML,
+    POSTS_JSON,
+    caption,
+    media_items,
+    newest_first,
+    post_external_id,
+    post_list,
+    repair_text,
+)
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_EXPORT_BYTES = 4 * 1024**3
-DEFAULT_MAX_MEMBERS = 50_000
 MAX_JSON_BYTES = 64 * 1024**2
 MAX_RATIO = 100  # uncompressed/compressed; photos barely compress, JSON ~10x
 RATIO_MIN_SIZE = 1024**2  # tiny members may compress well without harm
 SNIFF_BYTES = 256 * 1024
-# The root is matched lazily, so "content/" inside "your_instagram_activity/" is not taken as the root.
-POSTS_JSON = re.compile(
-    r"^(?P<root>(?:.*?/)?)(?:your_instagram_activity/(?:media|content)/|content/)posts_(?P<n>\d+)\.json$"
-)
-POSTS_HTML = re.compile(r"(?:^|/)posts_\d+\.html$")
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 PathOrFile = str | os.PathLike | IO[bytes]
@@ -86,23 +87,6 @@ class ExportStats:
     duplicates: int = 0  # posts listed twice
     damaged: int = 0  # files the ZIP cannot give back intact (bad CRC, broken deflate)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def repair_text(text: str) -> str:
-    """Undo Instagram's mojibake: UTF-8 bytes stored as Latin-1 code points."""
-    if not text or text.isascii():
-        return text
-    try:
-        return text.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return text
-
-
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default) or default)
-
 
 def _unsafe(name: str) -> bool:
     path = name.replace("\\", "/")
@@ -112,17 +96,6 @@ def _unsafe(name: str) -> bool:
         or "\x00" in path
         or any(part == ".." for part in path.split("/"))
     )
-
-
-def _timestamp(value: Any) -> dt.datetime | None:
-    """A Unix time as UTC datetime; None for anything else (NaN, year 10000, text)."""
-    try:
-        seconds = int(value)
-        if seconds <= 0:
-            return None
-        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
 
 
 def _is_video_container(head: bytes) -> bool:
@@ -147,9 +120,9 @@ class InstagramExport:
         stats: ExportStats | None = None,
     ):
         self.source = source
-        self.max_total_bytes = max_total_bytes or _setting("FACES_MAX_EXPORT_BYTES", DEFAULT_MAX_EXPORT_BYTES)
-        self.max_members = max_members or _setting("FACES_MAX_EXPORT_MEMBERS", DEFAULT_MAX_MEMBERS)
-        self.max_member_bytes = max_member_bytes or _setting("FACES_MAX_UPLOAD_BYTES", 25 * 1024**2)
+        self.max_total_bytes = max_total_bytes or settings.FACES_MAX_EXPORT_BYTES
+        self.max_members = max_members or settings.FACES_MAX_EXPORT_MEMBERS
+        self.max_member_bytes = max_member_bytes or settings.FACES_MAX_UPLOAD_BYTES
         self.stats = stats if stats is not None else ExportStats()
         self._zip: zipfile.ZipFile | None = None
         self._zip = self._open()
@@ -230,7 +203,7 @@ class InstagramExport:
             except (ValueError, UnicodeDecodeError):
                 raise ExportError(f"{name} is not valid JSON.") from None
             self.stats.posts_files.append(name)
-            entries.extend((root, post) for post in _post_list(data))
+            entries.extend((root, post) for post in post_list(data))
         return entries
 
     def _check_total_size(self) -> None:
@@ -238,7 +211,7 @@ class InstagramExport:
         total = sum(self.members[name].file_size for name in self.stats.posts_files)
         seen: set[str] = set()
         for root, post in self._entries:
-            for item in _media_items(post):
+            for item in media_items(post):
                 name = self._member_for(root, item.get("uri"))
                 if name and name not in seen:
                     seen.add(name)
@@ -295,29 +268,16 @@ class InstagramExport:
 
     def iter_posts(self) -> Iterator[RemotePost]:
         """Every post, newest first; posts without a usable photo carry ``skip_reason``."""
-        posts: list[tuple[dt.datetime | None, str, dict]] = []
-        for root, post in self._entries:
-            items = _media_items(post)
-            if not items:
-                continue
-            timestamp = _timestamp(post.get("creation_timestamp")) or _timestamp(
-                items[0].get("creation_timestamp")
-            )
-            posts.append((timestamp, root, post))
-        posts.sort(key=lambda p: p[0] or dt.datetime.min.replace(tzinfo=dt.timezone.utc), reverse=True)
-
         seen: set[str] = set()
-        for timestamp, root, post in posts:
-            items = _media_items(post)
+        for timestamp, root, post, items in newest_first(self._entries):
             external_id = post_external_id(items, timestamp)
             if external_id in seen:
                 self.stats.duplicates += 1
                 continue
             seen.add(external_id)
-            caption = post.get("title") or items[0].get("title") or ""
             remote = RemotePost(
                 external_id=external_id,
-                caption=repair_text(str(caption)),
+                caption=caption(post, items),
                 timestamp=timestamp,
                 media_type="CAROUSEL_ALBUM" if len(items) > 1 else "IMAGE",
             )
@@ -362,41 +322,6 @@ class InstagramExport:
                 )
             self.stats.posts += 1
             yield remote
-
-
-def post_external_id(items: list[dict], timestamp: dt.datetime | None) -> str:
-    """The media id when the first file is named by it, else a stable hash (see module doc)."""
-    uri = str(items[0].get("uri") or "")
-    stem = PurePosixPath(uri).stem
-    if stem.isdigit() and len(stem) >= 8:
-        return stem
-    stamp = int(timestamp.timestamp()) if timestamp else 0
-    digest = hashlib.sha256(f"{uri}|{stamp}".encode()).hexdigest()
-    return f"export:{digest[:40]}"
-
-
-def _post_list(data: Any) -> list[dict]:
-    """Posts from a posts JSON: a list, or (some versions) a dict holding the list."""
-    if isinstance(data, list):
-        return [post for post in data if isinstance(post, dict)]
-    if isinstance(data, dict):
-        if "media" in data:
-            return [data]
-        posts: list[dict] = []
-        for value in data.values():
-            if isinstance(value, list):
-                posts.extend(post for post in value if isinstance(post, dict) and "media" in post)
-        return posts
-    return []
-
-
-def _media_items(post: dict) -> list[dict]:
-    media = post.get("media")
-    if isinstance(media, dict):
-        media = [media]
-    if not isinstance(media, list):
-        return []
-    return [item for item in media if isinstance(item, dict)]
 
 
 def iter_export_posts(path_or_file: PathOrFile, stats: ExportStats | None = None) -> Iterator[RemotePost]:

@@ -1,8 +1,8 @@
 """Keep Instagram long-lived tokens alive.
 
 A long-lived token lasts 60 days and can be refreshed once it is a day old.
-A daily django-q2 schedule (created by ``accounts/migrations/0002_...`` or by
-``ensure_schedules()``) runs ``refresh_expiring_tokens``; a token Instagram
+A daily django-q2 schedule (created by ``accounts/migrations/0002_...``, kept by
+``indexing.schedules``) runs ``refresh_expiring_tokens``; a token Instagram
 refuses marks the account's sources "needs reconnect" so the user is asked to
 link Instagram again.
 """
@@ -16,6 +16,7 @@ from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.instagram.provider import InstagramLoginProvider
 from indexing.models import Source
 from indexing.sources import SourceError, TokenExpired
 
@@ -23,9 +24,7 @@ from .client import refresh_long_lived_token
 
 logger = logging.getLogger(__name__)
 
-PROVIDER = "instagram_login"
-REFRESH_TASK = "indexing.instagram.tokens.refresh_expiring_tokens"
-SCHEDULE_NAME = "Refresh Instagram tokens"
+PROVIDER = InstagramLoginProvider.id
 REFRESH_WITHIN = dt.timedelta(days=20)  # refresh tokens expiring within this window
 MIN_AGE = dt.timedelta(days=1)  # Instagram refuses to refresh younger tokens
 LIFETIME = dt.timedelta(days=60)  # a long-lived token's life, to infer its issue time
@@ -115,13 +114,3 @@ def clear_needs_reconnect(sender=None, request=None, sociallogin=None, **kwargs)
     account = getattr(sociallogin, "account", None)
     if account is not None and account.pk and account.provider == PROVIDER:
         Source.objects.filter(social_account=account, needs_reconnect=True).update(needs_reconnect=False)
-
-
-def ensure_schedules() -> None:
-    """Create or update the daily refresh schedule (idempotent; the migration does the same)."""
-    from django_q.models import Schedule
-
-    Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={"func": REFRESH_TASK, "schedule_type": Schedule.DAILY, "repeats": -1},
-    )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import FaceConsent, has_face_consent
 from indexing import pipeline
 from indexing.imports import IMAGE_SUFFIXES, import_export_zip, import_photos, is_zip, iter_folder
+from indexing.management.users import consenting_user
 from indexing.models import IndexRun
 
 
@@ -30,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("paths", nargs="+")
 
     def handle(self, *args, **options):
-        user = self._user(options["user"], options["create_user"])
+        user = consenting_user(options["user"], create=options["create_user"], via="faces_import --create-user")
         photos: list[tuple[str, bytes]] = []
         archives: list[Path] = []
         for raw in options["paths"]:
@@ -66,23 +64,6 @@ class Command(BaseCommand):
                 source = import_export_zip(user, handle, name=f"Instagram export {archive.name}")
             runs.append(pipeline.start_run(source, sync=options["sync"]))
         self._report(runs, summary, options)
-
-    def _user(self, email: str, create: bool):
-        users = get_user_model().objects
-        user = users.filter(email__iexact=email).first()
-        if user is None:
-            if not create:
-                raise CommandError(f"Unknown user {email} (use --create-user to create it).")
-            user = users.create_user(username=email.split("@")[0][:150] + "-" + str(users.count() + 1), email=email)
-            user.set_unusable_password()
-            user.save()
-        if not has_face_consent(user):
-            if not create:
-                raise CommandError(f"{email} has not consented to face processing.")
-            FaceConsent.objects.create(
-                user=user, version=settings.FACES_CONSENT_VERSION, accepted=True, user_agent="faces_import --create-user"
-            )
-        return user
 
     def _report(self, runs: list[IndexRun], summary: dict, options) -> None:
         runs = [IndexRun.objects.get(pk=run.pk) for run in runs]

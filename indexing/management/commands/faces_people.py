@@ -1,13 +1,14 @@
-"""Group a user's faces into people now, or repair their Rekognition Users."""
+"""Group a user's faces into people now, or repair the engine's copy of their people (Rekognition Users)."""
 
 from __future__ import annotations
 
 import json
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from indexing import people
+from indexing.engines import get_engine
+from indexing.management.users import command_user
+from indexing.people import grouping
 
 
 class Command(BaseCommand):
@@ -23,10 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON summary object")
 
     def handle(self, *args, **options):
-        user = get_user_model().objects.filter(email__iexact=options["user"]).first()
-        if user is None:
-            raise CommandError(f"Unknown user {options['user']}.")
-        report = people.regroup(user.pk) if options["full"] else people.group_new_faces(user.pk)
+        user = command_user(options["user"])
+        report = grouping.regroup(user.pk) if options["full"] else grouping.group_new_faces(user.pk)
         summary = {
             "user": user.email,
             "faces": report.faces,
@@ -39,7 +38,8 @@ class Command(BaseCommand):
             "skipped": report.skipped,
         }
         if options["users"]:
-            summary["rekognition_users"] = people.sync_rekognition_users(user)
+            # The key keeps its name: it is part of the command's JSON output.
+            summary["rekognition_users"] = get_engine().sync_people(user)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
         elif report.skipped:

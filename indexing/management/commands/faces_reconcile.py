@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 
-from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from indexing.engines import get_engine
 from indexing.engines.base import EngineError
+from indexing.management.users import command_user
 from indexing.models import Face, FaceCollection, Photo, Post
 
 ENGINE = "rekognition"
@@ -34,9 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object.")
 
     def handle(self, *args, user: str, repair: bool, as_json: bool, **options) -> None:
-        owner = get_user_model().objects.filter(email__iexact=user.strip()).first()
-        if owner is None:
-            raise CommandError(f"Unknown user {user}.")
+        owner = command_user(user)
         engine = get_engine(ENGINE)
         try:
             report = reconcile(engine, owner, repair=repair)

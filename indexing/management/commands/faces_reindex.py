@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from indexing.engines import ENGINES, get_engine
 from indexing.images import ImageError
+from indexing.management.users import command_user
 from indexing.models import FaceCollection, Photo
 from indexing.pipeline import reindex_photo
 
@@ -27,11 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **options):
-        users = get_user_model().objects.order_by("pk")
-        if options["user"]:
-            users = users.filter(email__iexact=options["user"])
-            if not users.exists():
-                raise CommandError(f"Unknown user {options['user']}.")
+        users = [command_user(options["user"])] if options["user"] else get_user_model().objects.order_by("pk")
         engine = get_engine(options["engine"])
         for user in users:
             report = {"user": user.email, "engine": engine.name, "photos": 0, "faces": 0, "failed": []}

