@@ -127,6 +127,10 @@ class FaceEngine:
     #: ``index_image`` can read the photo from ``default_storage`` by key
     #: (``storage_key``) instead of being sent its bytes.
     reads_from_storage: bool = False
+    #: How many ``index_image`` calls one process should have in flight: 1 for
+    #: an engine that keeps a core busy per call, more for one that waits on
+    #: the network (the pipeline runs that many on threads).
+    concurrent_calls: int = 1
 
     def warm_up(self) -> None:
         """Load whatever is slow to load (models), once per worker process.
