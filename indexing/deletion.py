@@ -14,6 +14,7 @@ from django.dispatch import Signal
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from . import storage
 from .engines import get_engine
 from .models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
 
@@ -64,7 +65,7 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
         get_engine(collection.engine).delete_collection(user)
         report["collections"] += 1
     thumbnails = list(Face.objects.filter(owner=user).values_list("thumbnail", flat=True))
-    report["thumbnails"] = _delete_files(thumbnails) + _delete_prefix(f"faces/{user.pk}")
+    report["thumbnails"] = _delete_files(thumbnails) + _delete_prefix(storage.faces_prefix(user.pk))
     with transaction.atomic():
         report["faces"] = Face.objects.filter(owner=user).delete()[0]
         report["people"] = Person.objects.filter(owner=user).delete()[0]
@@ -79,7 +80,8 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
     if photos:
         originals = list(Photo.objects.filter(owner=user).values_list("original", flat=True))
         report["photo_files"] = (
-            _delete_files(originals) + _delete_prefix(f"photos/{user.pk}") + _delete_prefix(f"imports/{user.pk}")
+            _delete_files(originals) + _delete_prefix(storage.photos_prefix(user.pk))
+            + _delete_prefix(storage.imports_prefix(user.pk))
         )
         with transaction.atomic():
             report["photos"] = Photo.objects.filter(owner=user).delete()[0]
@@ -93,8 +95,6 @@ def delete_face_data(user, *, photos: bool = False) -> dict[str, int]:
 
 def delete_posts(owner, posts) -> dict[str, int]:
     """Delete posts with their photos, faces (also from the engine) and stored files."""
-    from .media import rendition_name
-
     report: Counter[str] = Counter()
     photos = list(Photo.objects.filter(owner=owner, post__in=posts))
     faces = Face.objects.filter(owner=owner, photo__in=photos)
@@ -109,22 +109,12 @@ def delete_posts(owner, posts) -> dict[str, int]:
     )
     report["photo_files"] = _delete_files(
         [p.original.name for p in photos if p.original and p.original.name not in keep]
-        + [rendition_name(p) for p in photos if p.original and p.original.name not in keep]
+        + [storage.rendition_key(p) for p in photos if p.original and p.original.name not in keep]
     )
     with transaction.atomic():
         report["photos"] = len(photos)
         report["posts"] = Post.objects.filter(owner=owner, pk__in=posts.values("pk")).delete()[1].get("indexing.Post", 0)
     return dict(report)
-
-
-def delete_source_data(source: Source) -> dict[str, int]:
-    """Delete a source with everything that came from it."""
-    report = delete_posts(source.owner, source.posts.all())
-    if source.archive:
-        _delete_files([source.archive.name])
-    source.delete()
-    report["sources"] = 1
-    return report
 
 
 def inactive_users(days: int) -> QuerySet:

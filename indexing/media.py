@@ -12,23 +12,18 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 
+from . import storage
 from .images import decode_image, encode_jpeg
 from .models import Photo
 
-RENDITION_SIDE = 1280
 CACHE_CONTROL = "private, max-age=3600"
-
-
-def rendition_name(photo: Photo) -> str:
-    return f"photos/{photo.owner_id}/renditions/{photo.sha256 or photo.pk}-{RENDITION_SIDE}.jpg"
 
 
 def ensure_rendition(photo: Photo) -> str:
     """The stored JPEG rendition of ``photo``, made from the original if missing."""
-    name = rendition_name(photo)
+    name = storage.rendition_key(photo)
     if not default_storage.exists(name):
-        with default_storage.open(photo.original.name, "rb") as handle:
-            decoded = decode_image(handle.read(), max_side=RENDITION_SIDE)
+        decoded = decode_image(storage.read(photo.original.name), max_side=storage.RENDITION_SIDE)
         name = default_storage.save(name, ContentFile(encode_jpeg(decoded.image, quality=85)))
     return name
 

@@ -178,7 +178,6 @@ class Photo(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     media_url = models.TextField(blank=True, help_text="Upstream URL; may expire.")
     original = models.FileField(max_length=300, blank=True)
-    content_type = models.CharField(max_length=60, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from django_q.models import Schedule
 
+from .tasks import (
+    DELETE_INACTIVE_FACE_DATA,
+    REFRESH_INSTAGRAM_TOKENS,
+    RESUME_INTERRUPTED_RUNS,
+    SYNC_INSTAGRAM_SOURCES,
+)
+
 SCHEDULES = {
     "Resume interrupted indexing runs": {
-        "func": "indexing.pipeline.resume_interrupted_runs",
+        "func": RESUME_INTERRUPTED_RUNS,
         "schedule_type": "I",
         "minutes": 1,
     },
-    "Sync Instagram accounts": {"func": "indexing.pipeline.sync_instagram_sources", "schedule_type": "D"},
+    "Sync Instagram accounts": {"func": SYNC_INSTAGRAM_SOURCES, "schedule_type": "D"},
     "Delete face data of inactive accounts": {
-        "func": "indexing.deletion.delete_inactive_face_data",
+        "func": DELETE_INACTIVE_FACE_DATA,
         "schedule_type": "D",
     },
     # Created by accounts/migrations/0002 first, at 04:00 UTC; accounts does not import indexing.
     "Refresh Instagram tokens": {
-        "func": "indexing.instagram.tokens.refresh_expiring_tokens",
+        "func": REFRESH_INSTAGRAM_TOKENS,
         "schedule_type": "D",
     },
 }

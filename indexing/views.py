@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import consent_required
@@ -18,9 +17,9 @@ from faces_site.ratelimit import rate_limit
 from . import pipeline
 from .deletion import delete_face_data
 from .forms import ExportUploadForm, PhotoUploadForm
-from .instagram.export import ExportError, open_export
-from .imports import import_export_zip, import_photos, is_zip
-from .models import Face, IndexRun, Person, Photo, Post, Source
+from .imports import check_export, import_export_zip, import_uploads
+from .instagram.export import ExportError
+from .models import Face, IndexRun, Person, Photo, Source
 
 
 @consent_required
@@ -47,19 +46,12 @@ def upload_photos(request: HttpRequest) -> HttpResponse:
         for error in form.errors.get("photos", []):
             messages.error(request, error)
         return redirect("import")
-    limit = settings.FACES_MAX_UPLOAD_BYTES
-    files = [f for f in form.cleaned_data["photos"] if f.size <= limit]
-    for too_large in (f for f in form.cleaned_data["photos"] if f.size > limit):
-        # Never read an oversized file into memory.
-        messages.warning(request, f"Not imported: {too_large.name}: larger than {limit // (1024 * 1024)} MB")
-    name = f"Upload of {len(files)} photo{'s' if len(files) != 1 else ''}, {timezone.now():%d %b %Y %H:%M}"
-    summary = import_photos(request.user, ((f.name, f.read()) for f in files), name=name)
+    summary = import_uploads(request.user, form.cleaned_data["photos"])
     for rejected in summary.rejected:
         messages.warning(request, f"Not imported: {rejected}")
     if summary.duplicates:
         messages.info(request, f"{summary.duplicates} photo(s) were already in your library and were skipped.")
-    if not summary.added:
-        summary.source.delete()
+    if summary.source is None:
         messages.warning(request, "No new photos to index.")
         return redirect("import")
     run = pipeline.start_run(summary.source)
@@ -75,17 +67,11 @@ def upload_export(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Please choose the ZIP file of your Instagram export.")
         return redirect("import")
     archive = form.cleaned_data["archive"]
-    head = archive.read(4)
-    archive.seek(0)
-    if not is_zip(head):
-        messages.error(request, "This is not a ZIP file. Choose the ZIP that Instagram sent you.")
-        return redirect("import")
     try:
-        open_export(archive).close()  # refuse a bad or unsafe archive now, not in the worker
+        check_export(archive)
     except ExportError as exc:
         messages.error(request, str(exc))
         return redirect("import")
-    archive.seek(0)
     source = import_export_zip(request.user, archive, name=f"Instagram export {archive.name}")
     run = pipeline.start_run(source)
     return redirect("run", run_id=run.pk)

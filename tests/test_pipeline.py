@@ -232,3 +232,35 @@ def test_worker_start_puts_back_missing_schedules(db):
             "Delete face data of inactive accounts"} <= names
     assert Schedule.objects.count() == len(names)
     assert Schedule.objects.get(func="indexing.pipeline.resume_interrupted_runs").minutes == 1
+
+
+def test_tasks_queued_under_the_old_module_paths_still_run(user, fixtures_dir):
+    """Queued tasks and schedules store ``indexing.pipeline.<job>``: a worker still finds and runs them.
+
+    The post is queued as before the package split, then run by django-q's own
+    worker loop (which resolves the stored path with ``pydoc.locate``).
+    """
+    import pydoc
+    from multiprocessing import Value
+    from queue import Queue
+
+    from django_q.models import OrmQ
+    from django_q.worker import worker
+
+    from indexing.pipeline.queue import TASKS
+
+    assert all(callable(pydoc.locate(task)) for task in TASKS)
+    summary = import_photos(user, people_files(fixtures_dir, ("joe_biden",))[:1], name="u")
+    run = IndexRun.objects.create(owner=user, source=summary.source)
+    pipeline.crawl_source(run.pk)  # queues one index_post on the ORM broker
+    (queued,) = [row.task for row in OrmQ.objects.all()]
+    assert queued["func"] == "indexing.pipeline.index_post"
+
+    tasks, results = Queue(), Queue()
+    tasks.put({**queued, "sync": True})  # sync: keep the test's database connection
+    tasks.put("STOP")
+    worker(tasks, results, Value("f", -1), timeout=None)
+    assert results.get_nowait()["success"] is True
+    run.refresh_from_db()
+    assert run.status == IndexRun.Status.DONE and run.posts_done == 1
+    assert Face.objects.filter(owner=user).count() == 1

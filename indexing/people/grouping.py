@@ -37,6 +37,7 @@ from django_q.tasks import async_task
 from ..engines import get_engine
 from ..engines.local import DIM, EMBEDDING_BYTES
 from ..models import Face, Person
+from ..tasks import GROUP_NEW_FACES
 from .clustering import chinese_whispers, knn
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ GROUP_DEBOUNCE = 60  # seconds: at most one queued grouping per owner in this wi
 LOCK_SECONDS = 15 * 60  # a grouping of one owner at a time
 WRITE_BATCH = 2000  # ids per UPDATE ... WHERE id IN (...)
 # Queued tasks and Schedule rows store this path; the package re-exports it.
-GROUP_TASK = "indexing.people.group_new_faces"
+GROUP_TASK = GROUP_NEW_FACES
 
 
 @dataclass

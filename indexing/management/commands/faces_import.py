@@ -55,10 +55,8 @@ class Command(BaseCommand):
             summary["photos_added"] += upload.added
             summary["duplicates"] += upload.duplicates
             summary["rejected"] += upload.rejected
-            if upload.added:
+            if upload.source is not None:
                 runs.append(pipeline.start_run(upload.source, sync=options["sync"]))
-            else:
-                upload.source.delete()
         for archive in archives:
             with archive.open("rb") as handle:
                 source = import_export_zip(user, handle, name=f"Instagram export {archive.name}")
