@@ -155,19 +155,14 @@ class InstagramClient:
     # Public API -----------------------------------------------------------
 
     def iter_media(self, since: dt.datetime | None = None) -> Iterator[RemotePost]:
-        """Every media of the account, newest first, following ``paging.next``.
+        """Every media of the account, newest first (``media_pages`` without the cursors).
 
         Instagram lists at most the 10,000 newest media. With ``since`` the
         listing stops at the first media posted at or before that moment,
         which makes an incremental sync cost one page when nothing changed.
         """
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=dt.timezone.utc)
-        for item in self._iter_pages(MEDIA_FIELDS):
-            post = to_post(item)
-            if since is not None and post.timestamp is not None and post.timestamp <= since:
-                return
-            yield post
+        for posts, _ in self.media_pages(since=since):
+            yield from posts
 
     def media_pages(self, after: str = "", since: dt.datetime | None = None) -> Iterator[tuple[list[RemotePost], str]]:
         """The media listing one page at a time, from the page at cursor ``after``.

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+import requests
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -24,9 +26,12 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from .images import EXTENSIONS, ImageError, sha256, sniff_format
-from .models import Photo, Post, Source
-from .sources import MediaExpired, RateLimited, SourceError, TokenExpired
+from .. import storage
+from ..crawlers import instagram_client
+from ..images import ImageError, sha256, sniff_format
+from ..instagram.client import SlowDownload, Unavailable
+from ..models import Photo, Post, Source
+from ..sources import MediaExpired, RateLimited, SourceError, TokenExpired
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +58,13 @@ class Fetched:
     media_url: str = ""
 
 
-def original_name(owner_id: int, data: bytes) -> tuple[str, str]:
-    """The content-addressed storage key of a photo's original, and its sha256."""
-    digest = sha256(data)
-    ext = EXTENSIONS.get(sniff_format(data) or "", "bin")
-    return f"photos/{owner_id}/{digest[:2]}/{digest}.{ext}", digest
-
-
 def save_original(owner_id: int, data: bytes) -> tuple[str, str]:
-    """Store ``data`` under its key (storing it twice is harmless); returns (name, sha256)."""
-    name, digest = original_name(owner_id, data)
+    """Store ``data`` under its key (storing it twice is harmless); returns (name, sha256).
+
+    The database row is the job thread's to update (``Fetched.stored``).
+    """
+    digest = sha256(data)
+    name = storage.original_key(owner_id, digest, sniff_format(data))
     if not default_storage.exists(name):
         name = default_storage.save(name, ContentFile(data))
     return name, digest
@@ -118,22 +120,23 @@ class Fetcher:
     def _one(self, post: Post, photo: Photo, client) -> Fetched:
         try:
             if photo.original:
-                with default_storage.open(photo.original.name, "rb") as handle:
-                    return Fetched(post, photo, data=handle.read())
+                return Fetched(post, photo, data=storage.read(photo.original.name))
             if client is None or post.source.kind != Source.Kind.INSTAGRAM:
                 return Fetched(post, photo, error="The photo file is missing.")
             out = self._download(client, post, photo)
             if out.data is not None:
                 out.stored, out.digest = save_original(post.owner_id, out.data)
+                photo.original.name, photo.sha256 = out.stored, out.digest  # the job's own copy of the row
             return out
+        except (RateLimited, TokenExpired) as exc:  # the job's business: wait, or ask to reconnect
+            return Fetched(post, photo, exc=exc)
         except (ImageError, OSError) as exc:
             return Fetched(post, photo, error=f"Could not read the photo: {exc}")
-        except Exception as exc:  # the job decides: rate limits, revoked tokens, outages
-            return Fetched(post, photo, exc=exc)
+        except Exception as exc:  # a bug must not leave the post pending forever
+            logger.exception("Downloading photo %s failed", photo.pk)
+            return Fetched(post, photo, error=f"Unexpected error while downloading ({exc.__class__.__name__}).")
 
     def _download(self, client, post: Post, photo: Photo) -> Fetched:
-        from .instagram.client import SlowDownload, Unavailable
-
         url, fresh = photo.media_url, ""
         for delay in (*RETRY_DELAYS, None):
             try:
@@ -152,7 +155,7 @@ class Fetcher:
                 if delay is None:
                     tries = len(RETRY_DELAYS) + 1
                     return Fetched(post, photo, error=f"{exc} (gave up after {tries} tries)", media_url=fresh)
-                logger.info("Photo %s: %s; again in %ss", photo.pk, exc, delay)
+                logger.info("Photo %s: %s Again in %ss.", photo.pk, exc, delay)
                 time.sleep(delay)
             except SourceError as exc:
                 if isinstance(exc, (RateLimited, TokenExpired)):
@@ -169,10 +172,6 @@ class Fetcher:
 
 def _pooled(source: Source, size: int):
     """An Instagram client whose HTTP pool keeps ``size`` connections (one per thread)."""
-    import requests
-
-    from .crawlers import instagram_client
-
     client = instagram_client(source)
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
     client.session.mount("http://", adapter)
