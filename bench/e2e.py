@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 
 import harness  # noqa: F401  (puts the repository on sys.path)
-from harness import FIXTURES, ROOT
+from harness import ROOT
+from loopback import start_server
 from photoset import generate
 
 PY = sys.executable
@@ -48,63 +49,6 @@ STATIC_ROOT = Path(tempfile.gettempdir()) / "faces-e2e-static"
 PASSWORD = "correct-horse-battery-9"
 # The engine-alone reference runs on this many of the photos just before and just after the run.
 REFERENCE_PHOTOS = 200
-
-
-# ---------------------------------------------------------------- the fakes (own processes)
-
-
-def account_layout(paths: list[Path]) -> list[list[Path]]:
-    """Posts of the account: every fourth a carousel of 2-4 photos, the rest single photos."""
-    posts, i, n = [], 0, 0
-    while i < len(paths):
-        size = 2 + n % 3 if n % 4 == 3 else 1
-        posts.append(paths[i:i + size])
-        i += size
-        n += 1
-    return posts
-
-
-def serve_instagram(photos: int, cdn_ms: float, graph_ms: float) -> None:
-    """Child: the loopback Instagram with the account; prints its URL, serves until stdin closes."""
-    sys.path.insert(0, str(ROOT))
-    from tests.fakes.instagram import FakeInstagram
-
-    fake = FakeInstagram(FIXTURES)
-    for post in account_layout(generate(photos)):
-        fake.add_post("CAROUSEL_ALBUM" if len(post) > 1 else "IMAGE", post)
-    fake.cdn_delay, fake.graph_delay = cdn_ms / 1000, graph_ms / 1000
-    fake.start()
-    print(json.dumps({"url": fake.url, "client_id": fake.client_id, "secret": fake.client_secret}), flush=True)
-    sys.stdin.read()
-    fake.stop()
-
-
-def serve_rekognition(photos: int, service_ms: float) -> None:
-    """Child: the loopback Rekognition answering precomputed analyses after ``service_ms``."""
-    sys.path.insert(0, str(ROOT))
-    data_dir = tempfile.mkdtemp(prefix="faces-e2e-rek-")
-    os.environ.update(DJANGO_SETTINGS_MODULE="faces_site.settings", FACES_DATA_DIR=data_dir,
-                      DATABASE_URL=f"sqlite:///{data_dir}/x.sqlite3")
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
-    from tests.fakes.rekognition import FakeRekognition
-
-    fake = FakeRekognition(latency_ms=service_ms)
-    for path in generate(photos):
-        fake.analyze(path.read_bytes())  # the face math happens now, not while timed
-    with fake:
-        print(json.dumps({"url": fake.url}), flush=True)
-        sys.stdin.read()
-
-
-def start_server(*args: str) -> tuple[subprocess.Popen, dict]:
-    process = subprocess.Popen([PY, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the fake {args[0]} did not start")
-    return process, json.loads(line)
 
 
 # ---------------------------------------------------------------- one measurement (child)
@@ -265,12 +209,12 @@ def measure(args) -> dict:
 
         redis.Redis.from_url(REDIS_URL).flushdb()
         env["REDIS_URL"] = REDIS_URL
-    instagram, info = start_server("--serve-instagram", str(args.photos), str(args.cdn_ms), str(args.graph_ms))
+    instagram, info = start_server("instagram", str(args.photos), str(args.cdn_ms), str(args.graph_ms))
     env.update(INSTAGRAM_AUTH_URL=info["url"], INSTAGRAM_API_URL=info["url"], INSTAGRAM_GRAPH_URL=info["url"],
                INSTAGRAM_CLIENT_ID=info["client_id"], INSTAGRAM_CLIENT_SECRET=info["secret"])
     rekognition = None
     if args.engine == "rekognition":
-        rekognition, rek = start_server("--serve-rekognition", str(args.photos), str(args.service_ms))
+        rekognition, rek = start_server("rekognition", str(args.photos), str(args.service_ms))
         env.update(FACES_ENGINE="rekognition", AWS_ENDPOINT_URL=rek["url"], AWS_REGION="us-east-1",
                    AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                    FACES_REKOGNITION_TPS=str(args.tps))
@@ -384,14 +328,7 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0, help="FACES_REKOGNITION_TPS")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-instagram", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-rekognition", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_instagram:
-        photos, cdn, graph = args.serve_instagram
-        return serve_instagram(int(photos), float(cdn), float(graph))
-    if args.serve_rekognition:
-        return serve_rekognition(int(args.serve_rekognition[0]), float(args.serve_rekognition[1]))
     if args.one:
         args.cdn_ms = float(args.cdn_ms)
         print("RESULT " + json.dumps(measure(args)), flush=True)

@@ -42,6 +42,7 @@ TOKEN_CODES = {190, 102}
 USAGE_HEADERS = ("X-App-Usage", "X-Business-Use-Case-Usage")
 DEFAULT_RETRY_AFTER = 600.0  # Meta's windows roll over an hour; ten minutes is a fair first wait.
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
+FIRST_PAGE_SIZE = 25
 DOWNLOAD_DEADLINE = 120.0  # seconds for one whole image, however slowly it trickles
 
 
@@ -174,7 +175,9 @@ class InstagramClient:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
         while True:
-            params = {"fields": MEDIA_FIELDS, "limit": self.page_size, **({"after": after} if after else {})}
+            # A small first page lets indexing start sooner.
+            limit = self.page_size if after else min(self.page_size, FIRST_PAGE_SIZE)
+            params = {"fields": MEDIA_FIELDS, "limit": limit, **({"after": after} if after else {})}
             data = self._get_json(f"{self.graph_url}/me/media", params)
             items = [item for item in data.get("data") or [] if isinstance(item, dict)]
             posts = [to_post(item) for item in items]

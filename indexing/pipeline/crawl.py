@@ -118,7 +118,13 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
 
 
 def _list(run: IndexRun, sync: bool) -> bool:
-    """List the source's pages from the run's cursor; False when the crawl should stop here."""
+    """List the source's pages from the run's cursor; False when this task should stop here.
+
+    Queued, a task lists one page and queues the next page's listing behind
+    that page's index jobs, so a single worker indexes the first photos
+    before the whole account is listed; another worker takes the next page
+    at once.
+    """
     source = run.source
     for remotes, cursor in iter_source_pages(source, after=run.cursor, since=source.newest_post_at):
         with transaction.atomic():
@@ -142,6 +148,9 @@ def _list(run: IndexRun, sync: bool) -> bool:
             assigned = _assign(run, post_ids)
         _queue(run, assigned, sync)
         if _cancelled(run.pk):
+            return False
+        if cursor and not sync:
+            enqueue(CRAWL_SOURCE, run.pk)
             return False
     IndexRun.objects.filter(pk=run.pk, listed_at=None).update(listed_at=timezone.now())
     return True
