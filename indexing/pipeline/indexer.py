@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -137,6 +137,9 @@ class _Batch:
         calls = max(1, self.engine.concurrent_calls)
         pool = ThreadPoolExecutor(calls, thread_name_prefix="engine") if calls > 1 else None
         running: set[Future] = set()
+        # The first engine call runs here: whatever it sets up (a collection that
+        # vanished is recreated, in the database too) happens in this thread.
+        first = True
         try:
             with Fetcher() as fetcher:
                 for fetched in fetcher.fetch((self.posts[p.post_id], p) for p in self.photos):
@@ -146,8 +149,9 @@ class _Batch:
                         self.downloads.append(fetched)
                     if fetched.error:
                         self._add(fetched.post, _PhotoOutcome(fetched.photo, error=fetched.error))
-                    elif pool is None:
+                    elif pool is None or first:
                         self._add(fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data))
+                        first = False
                     else:
                         running.add(pool.submit(self._index, fetched))
                         # Bounded hand-off: at most two engine calls waiting per thread.
@@ -160,7 +164,10 @@ class _Batch:
             self._record_downloads()
 
     def _index(self, fetched: Fetched) -> tuple[Post, _PhotoOutcome]:
-        return fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data)
+        try:
+            return fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data)
+        finally:
+            connections.close_all()  # this thread's own, if the engine needed one
 
     def _collect(self, running: set[Future], block: bool) -> None:
         done, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
