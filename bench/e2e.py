@@ -7,7 +7,7 @@ Run from the repository root::
         [--service-ms 150] [--tps 50]
 
 Each measurement is its own child process on a fresh data folder (and a fresh
-PostgreSQL database / Redis db 12 for ``pg-redis-*``): a loopback Instagram in
+PostgreSQL database / Redis db 13 for ``pg-redis-*``): a loopback Instagram in
 a separate process serves an account of about ``0.62 * photos`` posts (every
 fourth a carousel of 2-4) made of distinct generated photos with faces
 (``photoset.py``), answering each CDN request after ``--cdn-ms`` and each API
@@ -44,7 +44,7 @@ from photoset import generate
 
 PY = sys.executable
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/faces_speed_e2e")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 STATIC_ROOT = Path(tempfile.gettempdir()) / "faces-e2e-static"
 PASSWORD = "correct-horse-battery-9"
 # The engine-alone reference runs on this many of the photos just before and just after the run.

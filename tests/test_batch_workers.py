@@ -12,7 +12,7 @@ from tests.fakes.instagram import connect_instagram, fake_instagram  # noqa: F40
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = "redis://127.0.0.1:6379/14"
 PEOPLE = ["people/barack_obama/1.jpg", "people/joe_biden/1.jpg", "people/kit_harington/2.jpg",
           "people/john_salley/1.jpg", "people/john_simm/2.jpg", "people/alex_lacamoire/1.jpg",
           "people/john_savage/1.jpg", "people/john_schneider/1.jpg", "people/john_shimkus/1.jpg"]

@@ -65,7 +65,8 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
         status=IndexRun.Status.CRAWLING, started_at=run.started_at or timezone.now(), resume_at=None
     )
     # Posts committed by an earlier try whose jobs never reached the broker.
-    _queue(run, list(run.posts.filter(status=Post.Status.PENDING, enqueued_at__isnull=True).values_list("pk", flat=True)), sync)
+    unqueued = run.posts.filter(status=Post.Status.PENDING, enqueued_at__isnull=True).order_by("pk")
+    _queue(run, list(unqueued.values_list("pk", flat=True)), sync)
     first_crawl = source.newest_post_at is None
     try:
         if run.listed_at is None and not _list(run, sync):
@@ -130,10 +131,9 @@ def _list(run: IndexRun, sync: bool) -> bool:
         with transaction.atomic():
             if cursor is not None:
                 # Claim the page: a second delivery of this crawl that got here first wins.
-                claimed = IndexRun.objects.filter(pk=run.pk, cursor=run.cursor, pages_listed=run.pages_listed).update(
-                    cursor=cursor, pages_listed=F("pages_listed") + 1,
-                    listed_at=None if cursor else timezone.now(),
-                )
+                claimed = IndexRun.objects.filter(
+                    pk=run.pk, cursor=run.cursor, pages_listed=run.pages_listed
+                ).update(cursor=cursor, pages_listed=F("pages_listed") + 1, listed_at=None if cursor else timezone.now())
                 if not claimed:
                     logger.info("Run %s: page after %r was listed by another crawl", run.pk, run.cursor)
                     return False
@@ -164,9 +164,8 @@ def _assign(run: IndexRun, post_ids: list[int]) -> list[int]:
     with transaction.atomic():
         # Lock the run row first: two crawls of one run count each post once.
         IndexRun.objects.select_for_update().filter(pk=run.pk).first()
-        moving = list(
-            Post.objects.filter(pk__in=post_ids).filter(~Q(run_id=run.pk) | Q(run__isnull=True)).values_list("pk", flat=True)
-        )
+        outside = Post.objects.filter(pk__in=post_ids).filter(~Q(run_id=run.pk) | Q(run__isnull=True))
+        moving = list(outside.values_list("pk", flat=True))
         if not moving:
             return []
         Post.objects.filter(pk__in=moving).update(run=run, status=Post.Status.PENDING, error="", enqueued_at=None)

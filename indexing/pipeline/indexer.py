@@ -114,9 +114,8 @@ class _Batch:
     def __init__(self, engine: FaceEngine, posts: list[Post]):
         self.engine = engine
         self.posts = {post.pk: post for post in posts}
-        self.photos = list(
-            Photo.objects.filter(post__in=posts).exclude(status=Photo.Status.INDEXED).order_by("post_id", "position", "pk")
-        )
+        photos = Photo.objects.filter(post__in=posts).exclude(status=Photo.Status.INDEXED)
+        self.photos = list(photos.order_by("post_id", "position", "pk"))
         self.expected = {post.pk: 0 for post in posts}
         for photo in self.photos:
             self.expected[photo.post_id] += 1
@@ -194,8 +193,9 @@ class _Batch:
         fetched_by_run: dict[int, int] = {}
         for item in self.downloads:
             if item.stored:
+                fresh = {"media_url": item.media_url} if item.media_url else {}
                 stored = Photo.objects.filter(pk=item.photo.pk, original="").update(
-                    original=item.stored, sha256=item.digest, **({"media_url": item.media_url} if item.media_url else {})
+                    original=item.stored, sha256=item.digest, **fresh
                 )
                 item.photo.original.name, item.photo.sha256 = item.stored, item.digest
                 if stored and item.post.run_id:

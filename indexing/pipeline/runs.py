@@ -21,7 +21,15 @@ from django.utils import timezone
 
 from ..models import IndexRun, Photo, Post, Source
 from ..sources import RateLimited
-from .queue import CRAWL_SOURCE, INDEX_POSTS, RESUME_JOB, broker_lost_its_queue, enqueue, enqueue_later, short_name
+from .queue import (
+    CRAWL_SOURCE,
+    INDEX_POSTS,
+    RESUME_JOB,
+    broker_lost_its_queue,
+    enqueue,
+    enqueue_later,
+    short_name,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -61,4 +61,7 @@ def test_first_search_result_arrives_before_the_run_is_done(page, live_server, f
         fake_instagram.release_cdn()
     page.goto(f"{live_server.url}/runs/{run_id}/")
     expect(page.locator("#run-done")).to_be_visible(timeout=180_000)
+    run = IndexRun.objects.get(pk=run_id)
+    failed = list(run.posts.filter(status="failed").values_list("external_id", "error"))
+    assert (run.posts_done, failed) == (25, []), failed
     expect(page.locator("#posts-done")).to_have_text("25")
