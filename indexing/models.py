@@ -83,6 +83,9 @@ class IndexRun(models.Model):
     cursor = models.TextField(blank=True)
     pages_listed = models.PositiveIntegerField(default=0)
     listed_at = models.DateTimeField(null=True, blank=True, help_text="The listing reached its last page.")
+    listing_until = models.DateTimeField(
+        null=True, blank=True, help_text="A crawl is fetching the page at the cursor until then."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     crawled_at = models.DateTimeField(null=True, blank=True, help_text="Every post was found.")

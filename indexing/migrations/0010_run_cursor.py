@@ -22,6 +22,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='indexrun',
+            name='listing_until',
+            field=models.DateTimeField(blank=True, help_text='A crawl is fetching the page at the cursor until then.', null=True),
+        ),
+        migrations.AddField(
+            model_name='indexrun',
             name='pages_listed',
             field=models.PositiveIntegerField(default=0),
         ),

@@ -13,6 +13,7 @@ link life cycle live here too: they run crawls, and this module sits above
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from django.conf import settings
@@ -30,11 +31,13 @@ from ..imports import upsert_post
 from ..models import IndexRun, Photo, Post, Source
 from ..sources import RateLimited, SourceError, TokenExpired
 from .indexer import index_post, index_posts
-from .queue import CRAWL_SOURCE, DB_OUTAGE_ERRORS, enqueue, survives_db_outage
+from .queue import CRAWL_SOURCE, DB_OUTAGE_ERRORS, RESUME_JOB, enqueue, enqueue_later, survives_db_outage
 from .runs import _cancelled, _fail_run, _maybe_finish, _wait, active_run, cancel_run, queue_posts
 
 logger = logging.getLogger(__name__)
 
+# How long a crawl may take to fetch and commit one page before another may take over.
+LISTING_LEASE = dt.timedelta(seconds=60)
 # Instagram lists at most this many newest media: past it, absence proves nothing.
 INSTAGRAM_LISTING_LIMIT = 10_000
 
@@ -126,14 +129,28 @@ def _list(run: IndexRun, sync: bool) -> bool:
     before the whole account is listed; another worker takes the next page
     at once.
     """
+    try:
+        return _list_pages(run, sync)
+    except BaseException:
+        # Not killed, so the next try (after a wait, a redelivery) may fetch the page at once.
+        IndexRun.objects.filter(pk=run.pk, cursor=run.cursor).update(listing_until=None)
+        raise
+
+
+def _list_pages(run: IndexRun, sync: bool) -> bool:
     source = run.source
+    if source.kind == Source.Kind.INSTAGRAM and not _lease(run):
+        return False
     for remotes, cursor in iter_source_pages(source, after=run.cursor, since=source.newest_post_at):
         with transaction.atomic():
             if cursor is not None:
                 # Claim the page: a second delivery of this crawl that got here first wins.
                 claimed = IndexRun.objects.filter(
                     pk=run.pk, cursor=run.cursor, pages_listed=run.pages_listed
-                ).update(cursor=cursor, pages_listed=F("pages_listed") + 1, listed_at=None if cursor else timezone.now())
+                ).update(
+                    cursor=cursor, pages_listed=F("pages_listed") + 1, listing_until=None,
+                    listed_at=None if cursor else timezone.now(),
+                )
                 if not claimed:
                     logger.info("Run %s: page after %r was listed by another crawl", run.pk, run.cursor)
                     return False
@@ -152,8 +169,30 @@ def _list(run: IndexRun, sync: bool) -> bool:
         if cursor and not sync:
             enqueue(CRAWL_SOURCE, run.pk)
             return False
+        if cursor and not _lease(run):
+            return False
     IndexRun.objects.filter(pk=run.pk, listed_at=None).update(listed_at=timezone.now())
     return True
+
+
+def _lease(run: IndexRun) -> bool:
+    """Take the right to fetch the page at the run's cursor, or leave it to the crawl that has it.
+
+    Two deliveries of a crawl (a resume after a restart, a redelivered task)
+    would otherwise both fetch the same page. A crawl that finds the lease
+    taken runs again when it ends, in case its holder was killed.
+    """
+    now = timezone.now()
+    until = now + LISTING_LEASE
+    taken = IndexRun.objects.filter(pk=run.pk, cursor=run.cursor, pages_listed=run.pages_listed).filter(
+        Q(listing_until__isnull=True) | Q(listing_until__lt=now)
+    ).update(listing_until=until)
+    if not taken:
+        held = IndexRun.objects.filter(pk=run.pk).values_list("listing_until", flat=True).first()
+        if held is not None and held > now:
+            enqueue_later(RESUME_JOB, held + dt.timedelta(seconds=1), run.pk, "crawl_source", run.pk)
+        logger.info("Run %s: another crawl is listing the page after %r", run.pk, run.cursor)
+    return bool(taken)
 
 
 def _assign(run: IndexRun, post_ids: list[int]) -> list[int]:

@@ -170,8 +170,9 @@ def resume_interrupted_runs(stale_after: dt.timedelta | None = None) -> int:
         if run.created_at <= cutoff or stale_after.total_seconds() == 0:
             enqueue(CRAWL_SOURCE, run.pk)
             resumed += 1
+    # Runs still listing count too: their first pages' jobs run while later pages are listed.
     stale = Post.objects.filter(
-        status=Post.Status.PENDING, run__status=IndexRun.Status.INDEXING
+        status=Post.Status.PENDING, run__status__in=[IndexRun.Status.INDEXING, IndexRun.Status.CRAWLING]
     ).filter(Q(enqueued_at__lte=cutoff) | Q(enqueued_at__isnull=True))
     by_run: dict[int, list[int]] = {}
     for post_id, run_id in stale.order_by("pk").values_list("pk", "run_id"):
