@@ -60,6 +60,8 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     run = IndexRun.objects.select_related("source", "owner").filter(pk=run_id).first()
     if run is None or run.status in (IndexRun.Status.DONE, IndexRun.Status.CANCELLED, IndexRun.Status.FAILED):
         return
+    if run.crawled_at is not None:
+        return  # a second delivery after the crawl ended: only index jobs are left
     source = run.source
     if not has_face_consent(run.owner):
         _fail_run(run, "Face-processing consent was withdrawn.")

@@ -275,9 +275,13 @@ class FakeInstagram:
         self.released.set()
 
     def listed_pages(self) -> list[str]:
-        """The ``after`` cursor of every media page answered with 200 ("" = the first page)."""
+        """The ``after`` cursor of every media page answered with 200 ("" = the first page).
+
+        Only the crawl's listing (with ``media_url``) counts: the ids-only
+        listing that notices deleted posts is another listing.
+        """
         return [r.query.get("after", "") for r in self.requests
-                if r.path.endswith("/media") and r.status == 200]
+                if r.path.endswith("/media") and r.status == 200 and "media_url" in r.query.get("fields", "")]
 
     def revoke_token(self, token: str | None = None) -> None:
         """The user removed the app (or the token expired): Graph answers code 190."""
