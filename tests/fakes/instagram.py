@@ -150,9 +150,7 @@ class FakeInstagram:
             pass
 
         Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 256  # many downloads in flight at once
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-instagram", daemon=True)
         self._thread.start()
         return self
@@ -408,6 +406,13 @@ def _parse_fields(text: str, i: int) -> tuple[dict[str, Any], int]:
     if name.strip():
         out.setdefault(name.strip(), None)
     return out, i
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog, read when the socket starts listening: many downloads
+    # connect at once, and the default of 5 would drop some connection attempts.
+    request_queue_size = 256
 
 
 class _Handler(BaseHTTPRequestHandler):
