@@ -61,7 +61,10 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     if run is None or run.status in (IndexRun.Status.DONE, IndexRun.Status.CANCELLED, IndexRun.Status.FAILED):
         return
     if run.crawled_at is not None:
-        return  # a second delivery after the crawl ended: only index jobs are left
+        # A second delivery after the crawl ended: only index jobs are left, and closing the run.
+        IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
+        _maybe_finish(run.pk)
+        return
     source = run.source
     if not has_face_consent(run.owner):
         _fail_run(run, "Face-processing consent was withdrawn.")
