@@ -373,6 +373,11 @@ FACES_RATE_LIMITS = {
     "search": env("FACES_RATE_LIMIT_SEARCH", "30/m"),
     "import": env("FACES_RATE_LIMIT_IMPORT", "10/h"),
 }
+# Index jobs: posts per queued job, photo downloads in flight per job, and the
+# seconds one photo may take to download (a hanging CDN fails that photo alone).
+FACES_INDEX_BATCH = env_int("FACES_INDEX_BATCH", 16)
+FACES_FETCH_CONCURRENCY = env_int("FACES_FETCH_CONCURRENCY", 16)
+FACES_FETCH_TIMEOUT = float(env("FACES_FETCH_TIMEOUT", "30"))
 # On a Redis broker a starting worker requeues pending posts enqueued this long ago.
 FACES_RESUME_STALE_SECONDS = float(env("FACES_RESUME_STALE_SECONDS", "60"))
 

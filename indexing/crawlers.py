@@ -15,16 +15,35 @@ from .models import Photo, Source
 from .sources import MediaExpired, RemotePost, SourceError, TokenExpired
 
 
-def iter_source_posts(source: Source, since: dt.datetime | None = None) -> Iterator[RemotePost]:
-    """Yield the posts of ``source``; uploads were stored as posts when uploaded."""
+# Export ZIP items go to the crawl in pages of this many, like Instagram's.
+EXPORT_PAGE = 100
+
+
+def iter_source_pages(
+    source: Source, after: str = "", since: dt.datetime | None = None
+) -> Iterator[tuple[list[RemotePost], str | None]]:
+    """The posts of ``source`` a page at a time, each with the cursor of the page after it.
+
+    Instagram pages resume from ``after`` ("" after the last page); an export
+    ZIP is read again from its start after an interruption (cursor None),
+    which the idempotent upsert makes harmless. Uploads were stored as posts
+    when uploaded.
+    """
     if source.kind == Source.Kind.INSTAGRAM:
         with instagram_client(source) as client:
-            yield from client.iter_media(since=since)
+            yield from client.media_pages(after=after, since=since)
     elif source.kind == Source.Kind.EXPORT:
         if not source.archive:
             raise SourceError("The export ZIP is missing.")
         with default_storage.open(source.archive.name, "rb") as archive:
-            yield from iter_export_posts(archive)
+            page: list[RemotePost] = []
+            for post in iter_export_posts(archive):
+                page.append(post)
+                if len(page) == EXPORT_PAGE:
+                    yield page, None
+                    page = []
+            if page:
+                yield page, None
 
 
 def instagram_client(source: Source) -> InstagramClient:
@@ -42,17 +61,6 @@ def instagram_media_ids(source: Source) -> set[str]:
     """Every media id Instagram still lists for the account (to notice deletions)."""
     with instagram_client(source) as client:
         return set(client.iter_media_ids())
-
-
-def download_instagram_photo(source: Source, photo: Photo) -> bytes:
-    """Download a photo; an expired signed URL is replaced by a fresh one once."""
-    with instagram_client(source) as client:
-        try:
-            return client.download(photo.media_url)
-        except MediaExpired:
-            fresh = client.media_url(photo.external_id)
-            Photo.objects.filter(pk=photo.pk).update(media_url=fresh)
-            return client.download(fresh)
 
 
 def download_instagram_media(source: Source, photo: Photo, *, video: bool) -> bytes:

@@ -76,6 +76,16 @@ class IndexRun(models.Model):
     posts_skipped = models.PositiveIntegerField(
         default=0, help_text="Media without an image (e.g. copyright-flagged)."
     )
+    photos_fetched = models.PositiveIntegerField(default=0, help_text="Originals downloaded or stored.")
+    # The listing's place: the paging cursor of the next page to list, so a
+    # rate-limit wait, a killed worker or a restart resumes there and no page
+    # is listed twice in a run (never a URL: paging links carry the token).
+    cursor = models.TextField(blank=True)
+    pages_listed = models.PositiveIntegerField(default=0)
+    listed_at = models.DateTimeField(null=True, blank=True, help_text="The listing reached its last page.")
+    listing_until = models.DateTimeField(
+        null=True, blank=True, help_text="A crawl is fetching the page at the cursor until then."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     crawled_at = models.DateTimeField(null=True, blank=True, help_text="Every post was found.")

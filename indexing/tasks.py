@@ -7,7 +7,8 @@ token refresh, schedules) can name a task without importing the pipeline.
 """
 
 CRAWL_SOURCE = "indexing.pipeline.crawl_source"
-INDEX_POST = "indexing.pipeline.index_post"
+INDEX_POST = "indexing.pipeline.index_post"  # one post: tasks queued before batches existed
+INDEX_POSTS = "indexing.pipeline.index_posts"
 RESUME_JOB = "indexing.pipeline.resume_job"
 RESUME_INTERRUPTED_RUNS = "indexing.pipeline.resume_interrupted_runs"
 SYNC_INSTAGRAM_SOURCES = "indexing.pipeline.sync_instagram_sources"
@@ -18,6 +19,7 @@ TASKS = frozenset(
     {
         CRAWL_SOURCE,
         INDEX_POST,
+        INDEX_POSTS,
         RESUME_JOB,
         RESUME_INTERRUPTED_RUNS,
         SYNC_INSTAGRAM_SOURCES,

@@ -252,9 +252,11 @@ def test_tasks_queued_under_the_old_module_paths_still_run(user, fixtures_dir):
     assert all(callable(pydoc.locate(task)) for task in TASKS)
     summary = import_photos(user, people_files(fixtures_dir, ("joe_biden",))[:1], name="u")
     run = IndexRun.objects.create(owner=user, source=summary.source)
-    pipeline.crawl_source(run.pk)  # queues one index_post on the ORM broker
+    pipeline.crawl_source(run.pk)  # queues one index_posts batch on the ORM broker
     (queued,) = [row.task for row in OrmQ.objects.all()]
-    assert queued["func"] == "indexing.pipeline.index_post"
+    assert queued["func"] == "indexing.pipeline.index_posts"
+    # A task queued before batches existed names index_post and one post id.
+    queued = {**queued, "func": "indexing.pipeline.index_post", "args": (queued["args"][0][0],)}
 
     tasks, results = Queue(), Queue()
     tasks.put({**queued, "sync": True})  # sync: keep the test's database connection

@@ -135,6 +135,10 @@ class FaceEngine:
     #: ``index_video`` finds the faces of a whole video; engines without it
     #: index a video's cover image only.
     indexes_video: bool = False
+    #: How many ``index_image`` calls one process should have in flight: 1 for
+    #: an engine that keeps a core busy per call, more for one that waits on
+    #: the network (the pipeline runs that many on threads).
+    concurrent_calls: int = 1
 
     def warm_up(self) -> None:
         """Load whatever is slow to load (models), once per worker process.

@@ -20,9 +20,10 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
 from accounts.instagram.graph import base_url, error_of, json_object
@@ -41,6 +42,7 @@ TOKEN_CODES = {190, 102}
 USAGE_HEADERS = ("X-App-Usage", "X-Business-Use-Case-Usage")
 DEFAULT_RETRY_AFTER = 600.0  # Meta's windows roll over an hour; ten minutes is a fair first wait.
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
+FIRST_PAGE_SIZE = 25
 DOWNLOAD_DEADLINE = 120.0  # seconds for one whole image, however slowly it trickles
 
 
@@ -50,6 +52,10 @@ class Unavailable(RateLimited):
     A ``RateLimited`` subclass so the crawler's back-off path handles it; the
     type tells the two apart in logs.
     """
+
+
+class SlowDownload(Unavailable):
+    """The CDN hung or trickled: the photo did not arrive within the download deadline."""
 
 
 class MediaDeleted(SourceError):
@@ -150,19 +156,39 @@ class InstagramClient:
     # Public API -----------------------------------------------------------
 
     def iter_media(self, since: dt.datetime | None = None) -> Iterator[RemotePost]:
-        """Every media of the account, newest first, following ``paging.next``.
+        """Every media of the account, newest first (``media_pages`` without the cursors).
 
         Instagram lists at most the 10,000 newest media. With ``since`` the
         listing stops at the first media posted at or before that moment,
         which makes an incremental sync cost one page when nothing changed.
         """
+        for posts, _ in self.media_pages(since=since):
+            yield from posts
+
+    def media_pages(self, after: str = "", since: dt.datetime | None = None) -> Iterator[tuple[list[RemotePost], str]]:
+        """The media listing one page at a time, from the page at cursor ``after``.
+
+        Yields ``(posts, next_cursor)``; ``next_cursor`` is "" after the last
+        page (or once ``since`` is reached). Keeping the cursor lets a crawl
+        resume where it stopped without listing a page twice.
+        """
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
-        for item in self._iter_pages(MEDIA_FIELDS):
-            post = to_post(item)
-            if since is not None and post.timestamp is not None and post.timestamp <= since:
+        while True:
+            # A small first page lets indexing start sooner.
+            limit = self.page_size if after else min(self.page_size, FIRST_PAGE_SIZE)
+            params = {"fields": MEDIA_FIELDS, "limit": limit, **({"after": after} if after else {})}
+            data = self._get_json(f"{self.graph_url}/me/media", params)
+            items = [item for item in data.get("data") or [] if isinstance(item, dict)]
+            posts = [to_post(item) for item in items]
+            cursor = _next_cursor(data) if items else ""
+            newer = [p for p in posts if since is None or p.timestamp is None or p.timestamp > since]
+            if len(newer) < len(posts) or cursor == after:  # reached ``since``, or a cursor loop
+                posts, cursor = newer, ""
+            yield posts, cursor
+            if not cursor:
                 return
-            yield post
+            after = cursor
 
     def iter_media_ids(self) -> Iterator[str]:
         """The ids of all listed media: a cheap listing for noticing deleted posts."""
@@ -196,21 +222,25 @@ class InstagramClient:
             raise SourceError(f"Instagram has no video for media {media_id}.")
         return str(data["media_url"])
 
-    def download(self, url: str, max_bytes: int | None = None) -> bytes:
-        """The bytes at a media URL, capped in size (``max_bytes``, else the client's) and time.
+    def download(self, url: str, deadline: float = DOWNLOAD_DEADLINE, max_bytes: int | None = None) -> bytes:
+        """The bytes at a media URL, capped in size (``max_bytes``, else the client's) and in time
+        (``deadline`` seconds in all).
 
         Signed CDN URLs expire: a 403 (plain text "URL signature expired") or
-        404 raises ``MediaExpired``; call ``media_url()`` for a fresh one.
+        404 raises ``MediaExpired``; call ``media_url()`` for a fresh one. A
+        CDN that hangs or trickles past the deadline raises ``SlowDownload``.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SourceError("Instagram gave an unusable media URL.")
         where = f"{parts.netloc}{parts.path}"  # the signature stays out of logs
         limit = max_bytes or self.max_download_bytes
+        started = time.monotonic()
+        timeout = (min(self.timeout[0], deadline), min(self.timeout[1], deadline))
         try:
-            resp = self.session.get(url, timeout=self.timeout, stream=True)
+            resp = self.session.get(url, timeout=timeout, stream=True)
         except requests.Timeout:
-            raise Unavailable("Instagram's media server timed out.", 60.0) from None
+            raise SlowDownload(f"Instagram's media server did not answer within {deadline:g} s.", 60.0) from None
         except requests.RequestException as exc:
             raise Unavailable(
                 f"Could not reach Instagram's media server ({exc.__class__.__name__}).", 60.0
@@ -229,18 +259,21 @@ class InstagramClient:
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > limit:
                 raise SourceError(self._too_large(limit))
-            deadline = time.monotonic() + DOWNLOAD_DEADLINE
             chunks: list[bytes] = []
             size = 0
+            slow = SlowDownload(f"The photo did not download within {deadline:g} s.", 60.0)
             try:
-                for chunk in resp.iter_content(64 * 1024):
+                # read1 returns what has arrived, so a trickle cannot hold a read past the deadline.
+                while chunk := resp.raw.read1(64 * 1024, decode_content=True):
                     size += len(chunk)
                     if size > limit:
                         raise SourceError(self._too_large(limit))
-                    if time.monotonic() > deadline:
-                        raise Unavailable("Downloading the photo took too long.", 60.0)
+                    if time.monotonic() > started + deadline:
+                        raise slow
                     chunks.append(chunk)
-            except requests.RequestException as exc:
+            except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+                raise slow from None
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise Unavailable(f"The download was interrupted ({exc.__class__.__name__}).", 60.0) from None
         logger.debug("downloaded %d bytes from %s", size, where)
         return b"".join(chunks)
@@ -333,6 +366,16 @@ class InstagramClient:
         if code == 100 and error.subcode == 33:
             raise MediaDeleted("This media no longer exists on Instagram.")
         raise SourceError(f"Instagram refused the request: {redact(error.message)[:200] or resp.status_code}.")
+
+
+def _next_cursor(data: dict) -> str:
+    """The ``after`` cursor of the next page, or "" when this page is the last."""
+    paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+    if not paging.get("next"):
+        return ""
+    found = parse_qs(urlsplit(str(paging["next"])).query).get("after")
+    cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+    return found[0] if found else str(cursors.get("after") or "")
 
 
 def refresh_long_lived_token(token: str) -> tuple[str, int]:

@@ -1,7 +1,7 @@
 """The indexing pipeline: crawl a source, then index each post, on django-q2.
 
 ``queue`` puts jobs on the broker and names every task; ``runs`` keeps an
-IndexRun's state; ``indexer`` indexes one post; ``crawl`` enumerates a source
+IndexRun's state; ``indexer`` indexes batches of posts (``fetch`` downloads their photos); ``crawl`` enumerates a source
 and starts and resumes runs. Queued tasks and Schedule rows store
 ``indexing.pipeline.<job>`` paths (``queue.TASKS``): the names below keep them,
 and every caller, importable from the package itself.
@@ -17,9 +17,17 @@ from .crawl import (
     sync_instagram_sources,
     unlink_instagram,
 )
-from .indexer import _commit_post, _face_rows, _index_photo, index_post, reindex_photo
+from .indexer import _commit_post, _face_rows, _index_photo, index_post, index_posts, reindex_photo
 from .queue import broker_lost_its_queue, enqueue, enqueue_later, survives_db_outage
-from .runs import active_run, cancel_run, first_start_of_cluster, progress, resume_interrupted_runs, retry_failed
+from .runs import (
+    active_run,
+    cancel_run,
+    first_start_of_cluster,
+    progress,
+    queue_posts,
+    resume_interrupted_runs,
+    retry_failed,
+)
 
 __all__ = [
     "_commit_post",
@@ -33,9 +41,11 @@ __all__ = [
     "enqueue_later",
     "first_start_of_cluster",
     "index_post",
+    "index_posts",
     "link_instagram",
     "notice_deleted_posts",
     "progress",
+    "queue_posts",
     "reindex_photo",
     "resume_interrupted_runs",
     "resume_job",

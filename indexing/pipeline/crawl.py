@@ -1,36 +1,43 @@
-"""Crawling a source: enumerate its items, upsert them, queue their indexing.
+"""Crawling a source: enumerate its items page by page, upsert them, queue their indexing.
 
-``crawl_source(run_id)`` enumerates a source's posts (Instagram Graph API,
-export ZIP, or uploaded photos), upserts Post and Photo rows through
-``imports.upsert_post`` and enqueues one ``index_post(post_id)`` per post that
-is not indexed yet. Starting, resuming and the Instagram link life cycle live
-here too: they run crawls, and this module sits above ``indexer`` and ``runs``.
+``crawl_source(run_id)`` lists a source's posts (Instagram Graph API pages,
+export ZIP or uploaded photos), upserts Post and Photo rows through
+``imports.upsert_post`` and enqueues ``index_posts`` batches as each page is
+committed, so indexing starts before the listing ends. An Instagram page, its
+posts and the run's cursor commit together: a crawl that runs again (after a
+rate-limit wait, a killed worker or a restart) resumes after the last page it
+committed and never lists a page twice. Starting, resuming and the Instagram
+link life cycle live here too: they run crawls, and this module sits above
+``indexer`` and ``runs``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import has_face_consent
 
 from .. import people
-from ..crawlers import instagram_media_ids, iter_source_posts
+from ..crawlers import instagram_media_ids, iter_source_pages
 from ..deletion import delete_posts, inactive_users
 from ..engines import get_engine
 from ..imports import upsert_post
-from ..models import IndexRun, Post, Source
+from ..models import IndexRun, Photo, Post, Source
 from ..sources import RateLimited, SourceError, TokenExpired
-from .indexer import index_post
-from .queue import CRAWL_SOURCE, DB_OUTAGE_ERRORS, INDEX_POST, enqueue, survives_db_outage
-from .runs import _cancelled, _fail_run, _maybe_finish, _wait, active_run, cancel_run
+from .indexer import index_post, index_posts
+from .queue import CRAWL_SOURCE, DB_OUTAGE_ERRORS, RESUME_JOB, enqueue, enqueue_later, survives_db_outage
+from .runs import _cancelled, _fail_run, _maybe_finish, _wait, active_run, cancel_run, queue_posts
 
 logger = logging.getLogger(__name__)
 
+# How long a crawl may take to fetch and commit one page before another may take over.
+LISTING_LEASE = dt.timedelta(seconds=60)
 # Instagram lists at most this many newest media: past it, absence proves nothing.
 INSTAGRAM_LISTING_LIMIT = 10_000
 
@@ -49,9 +56,14 @@ def start_run(source: Source, *, sync: bool = False) -> IndexRun:
 
 @survives_db_outage
 def crawl_source(run_id: int, sync: bool = False) -> None:
-    """Enumerate the run's source, upsert posts and photos, enqueue their indexing."""
+    """List the run's source from where it stopped, upsert posts and photos, enqueue their indexing."""
     run = IndexRun.objects.select_related("source", "owner").filter(pk=run_id).first()
     if run is None or run.status in (IndexRun.Status.DONE, IndexRun.Status.CANCELLED, IndexRun.Status.FAILED):
+        return
+    if run.crawled_at is not None:
+        # A second delivery after the crawl ended: only index jobs are left, and closing the run.
+        IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
+        _maybe_finish(run.pk)
         return
     source = run.source
     if not has_face_consent(run.owner):
@@ -60,20 +72,13 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     IndexRun.objects.filter(pk=run.pk).update(
         status=IndexRun.Status.CRAWLING, started_at=run.started_at or timezone.now(), resume_at=None
     )
-    newest = source.newest_post_at
+    # Posts committed by an earlier try whose jobs never reached the broker.
+    unqueued = run.posts.filter(status=Post.Status.PENDING, enqueued_at__isnull=True).order_by("pk")
+    _queue(run, list(unqueued.values_list("pk", flat=True)), sync)
+    first_crawl = source.newest_post_at is None
     try:
-        for remote in iter_source_posts(source, since=source.newest_post_at):
-            upserted = upsert_post(source, remote)
-            if upserted.skipped:
-                run.add(posts_skipped=1)
-                Post.objects.filter(pk=upserted.skipped_post.pk).update(run=run)  # listed on the run with its reason
-            post = upserted.post
-            if post is not None and remote.timestamp and (newest is None or remote.timestamp > newest):
-                newest = remote.timestamp
-            if post is not None:
-                _assign_and_enqueue(run, post, enqueue_job=not sync)
-            if _cancelled(run.pk):
-                return
+        if run.listed_at is None and not _list(run, sync):
+            return
     except RateLimited as exc:
         _wait(run, exc, CRAWL_SOURCE, run.pk)
         return
@@ -93,19 +98,23 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     # Uploaded photos are posts already, and earlier failures get another try:
     # take every unfinished post of the source that is not in this run yet.
     unfinished = source.posts.filter(status__in=[Post.Status.PENDING, Post.Status.FAILED]).exclude(run=run)
-    for post in list(unfinished.order_by("pk")):
-        _assign_and_enqueue(run, post, enqueue_job=not sync)
-    if source.kind == Source.Kind.INSTAGRAM:
+    _queue(run, _assign(run, list(unfinished.order_by("pk").values_list("pk", flat=True))), sync)
+    if source.kind == Source.Kind.INSTAGRAM and not first_crawl:
+        # A first crawl has nothing to compare with; later ones notice deletions.
         try:
             notice_deleted_posts(source, instagram_media_ids(source))
         except SourceError as exc:  # not worth failing a finished crawl for
             logger.info("Could not check run %s for deleted posts: %s", run.pk, exc)
-    Source.objects.filter(pk=source.pk).update(newest_post_at=newest, needs_reconnect=False)
+    newest = run.posts.exclude(timestamp=None).order_by("-timestamp").values_list("timestamp", flat=True).first()
+    if newest is not None and (source.newest_post_at is None or newest > source.newest_post_at):
+        Source.objects.filter(pk=source.pk).update(newest_post_at=newest)
+    Source.objects.filter(pk=source.pk).update(needs_reconnect=False)
     IndexRun.objects.filter(pk=run.pk).update(crawled_at=timezone.now())
     IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
     if sync:
-        for post_id in run.posts.filter(status=Post.Status.PENDING).values_list("pk", flat=True):
-            index_post(post_id, sync=True)
+        pending = list(run.posts.filter(status=Post.Status.PENDING).order_by("pk").values_list("pk", flat=True))
+        for start in range(0, len(pending), settings.FACES_INDEX_BATCH):
+            index_posts(pending[start:start + settings.FACES_INDEX_BATCH], sync=True)
     finished = _maybe_finish(run.pk)
     if get_engine().groups_faces:
         if sync:
@@ -117,29 +126,112 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
             people.run_finished(run.owner_id)
 
 
-def _assign_and_enqueue(run: IndexRun, post: Post, enqueue_job: bool = True) -> None:
-    """Count the post into this run and queue its indexing, exactly once.
+def _list(run: IndexRun, sync: bool) -> bool:
+    """List the source's pages from the run's cursor; False when this task should stop here.
 
-    A crawl that runs again (after a crash or a rate-limit wait) finds its posts
-    already assigned and queues nothing twice; lost tasks are the business of
-    ``resume_interrupted_runs``.
+    Queued, a task lists one page and queues the next page's listing behind
+    that page's index jobs, so a single worker indexes the first photos
+    before the whole account is listed; another worker takes the next page
+    at once.
     """
-    moved = Post.objects.filter(pk=post.pk).filter(~Q(run_id=run.pk) | Q(run__isnull=True)).update(
-        run=run, status=Post.Status.PENDING, error="", enqueued_at=timezone.now()
-    )
-    if not moved:
-        return
-    run.add(posts_total=1)
-    if enqueue_job:
-        enqueue(INDEX_POST, post.pk)
+    try:
+        return _list_pages(run, sync)
+    except BaseException:
+        # Not killed, so the next try (after a wait, a redelivery) may fetch the page at once.
+        IndexRun.objects.filter(pk=run.pk, cursor=run.cursor).update(listing_until=None)
+        raise
+
+
+def _list_pages(run: IndexRun, sync: bool) -> bool:
+    source = run.source
+    if source.kind == Source.Kind.INSTAGRAM and not _lease(run):
+        return False
+    for remotes, cursor in iter_source_pages(source, after=run.cursor, since=source.newest_post_at):
+        with transaction.atomic():
+            if cursor is not None:
+                # Claim the page: a second delivery of this crawl that got here first wins.
+                claimed = IndexRun.objects.filter(
+                    pk=run.pk, cursor=run.cursor, pages_listed=run.pages_listed
+                ).update(
+                    cursor=cursor, pages_listed=F("pages_listed") + 1, listing_until=None,
+                    listed_at=None if cursor else timezone.now(),
+                )
+                if not claimed:
+                    logger.info("Run %s: page after %r was listed by another crawl", run.pk, run.cursor)
+                    return False
+                run.cursor, run.pages_listed = cursor, run.pages_listed + 1
+            post_ids, skipped = [], 0
+            for remote in remotes:
+                upserted = upsert_post(source, remote)
+                skipped += upserted.skipped
+                if upserted.skipped_post is not None:  # listed on the run with its reason
+                    Post.objects.filter(pk=upserted.skipped_post.pk).update(run=run)
+                if upserted.post is not None:
+                    post_ids.append(upserted.post.pk)
+            run.add(posts_skipped=skipped)
+            assigned = _assign(run, post_ids)
+        _queue(run, assigned, sync)
+        if _cancelled(run.pk):
+            return False
+        if cursor and not sync:
+            enqueue(CRAWL_SOURCE, run.pk)
+            return False
+        if cursor and not _lease(run):
+            return False
+    IndexRun.objects.filter(pk=run.pk, listed_at=None).update(listed_at=timezone.now())
+    return True
+
+
+def _lease(run: IndexRun) -> bool:
+    """Take the right to fetch the page at the run's cursor, or leave it to the crawl that has it.
+
+    Two deliveries of a crawl (a resume after a restart, a redelivered task)
+    would otherwise both fetch the same page. A crawl that finds the lease
+    taken runs again when it ends, in case its holder was killed.
+    """
+    now = timezone.now()
+    until = now + LISTING_LEASE
+    taken = IndexRun.objects.filter(pk=run.pk, cursor=run.cursor, pages_listed=run.pages_listed).filter(
+        Q(listing_until__isnull=True) | Q(listing_until__lt=now)
+    ).update(listing_until=until)
+    if not taken:
+        held = IndexRun.objects.filter(pk=run.pk).values_list("listing_until", flat=True).first()
+        if held is not None and held > now:
+            enqueue_later(RESUME_JOB, held + dt.timedelta(seconds=1), run.pk, "crawl_source", run.pk)
+        logger.info("Run %s: another crawl is listing the page after %r", run.pk, run.cursor)
+    return bool(taken)
+
+
+def _assign(run: IndexRun, post_ids: list[int]) -> list[int]:
+    """Count these posts into the run, exactly once; returns those that were not in it yet.
+
+    Photos already stored (uploads, ZIPs, earlier runs) count as downloaded now.
+    """
+    with transaction.atomic():
+        # Lock the run row first: two crawls of one run count each post once.
+        IndexRun.objects.select_for_update().filter(pk=run.pk).first()
+        outside = Post.objects.filter(pk__in=post_ids).filter(~Q(run_id=run.pk) | Q(run__isnull=True))
+        moving = list(outside.values_list("pk", flat=True))
+        if not moving:
+            return []
+        Post.objects.filter(pk__in=moving).update(run=run, status=Post.Status.PENDING, error="", enqueued_at=None)
+        stored = Photo.objects.filter(post_id__in=moving).exclude(original="").count()
+        run.add(posts_total=len(moving), photos_fetched=stored)
+    return moving
+
+
+def _queue(run: IndexRun, post_ids: list[int], sync: bool) -> None:
+    if post_ids and not sync:
+        queue_posts(post_ids)
 
 
 @survives_db_outage
-def resume_job(run_id: int, func: str, arg: int) -> None:
+def resume_job(run_id: int, func: str, arg: int | list[int]) -> None:
     """After a rate-limit wait, put the run back to work and re-run the job.
 
-    ``func`` is the job's short name (``crawl_source`` or ``index_post``), as
-    stored in the schedule's arguments.
+    ``func`` is the job's short name (``crawl_source``, ``index_posts`` or,
+    for schedules made before batches, ``index_post``), as stored in the
+    schedule's arguments.
     """
     run = IndexRun.objects.filter(pk=run_id).first()
     if run is None or not run.is_active:
@@ -149,6 +241,8 @@ def resume_job(run_id: int, func: str, arg: int) -> None:
     )
     if func == "crawl_source":
         crawl_source(run_id)
+    elif func == "index_posts":
+        index_posts(arg)
     else:
         index_post(arg)
 

@@ -1,34 +1,38 @@
-"""Indexing one post: the engine's work per photo, then one guarded commit.
+"""Indexing posts: a batch per job, photos downloaded concurrently, one guarded commit per post.
 
-``index_post`` runs the face engine outside any transaction and then writes
-faces, photo states and run counters in one transaction guarded by the post's
-status, so a second delivery of the same task (a retry after a killed worker)
-changes nothing.
+``index_posts(post_ids)`` hands the photos of its posts to ``fetch.Fetcher``
+(many downloads in flight, a bounded number in memory) and feeds each photo
+to the engine as it arrives: inline for an engine that keeps a core busy, on
+``engine.concurrent_calls`` threads for a network-bound one. Each post, once
+all its photos are done, writes its faces, photo states and run counters in
+one transaction guarded by the post's status, so a job that dies mid-batch
+redoes only the posts not committed, and a second delivery changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import has_face_consent
 
 from .. import people, storage
-from ..crawlers import download_instagram_photo
 from ..engines import get_engine
 from ..engines.base import Box, FaceEngine, IndexResult, RetryableEngineError
 from ..images import ImageError, decode_image
 from ..models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
-from ..sources import MediaExpired, RateLimited, SourceError, TokenExpired
+from ..sources import RateLimited, SourceError, TokenExpired
 from ..thumbnails import face_thumbnail
 from ..video import VideoError
 from . import videos
-from .queue import BROKER_ERRORS, DB_OUTAGE_ERRORS, INDEX_POST, survives_db_outage
+from .fetch import Fetched, Fetcher
+from .queue import BROKER_ERRORS, DB_OUTAGE_ERRORS, INDEX_POSTS, survives_db_outage
 from .runs import _fail_run, _maybe_finish, _wait
 
 logger = logging.getLogger(__name__)
@@ -50,82 +54,188 @@ class _PhotoOutcome:
 
 @survives_db_outage
 def index_post(post_id: int, sync: bool = False) -> None:
-    """Index every photo of a post and record the faces, exactly once.
+    """Index one post (tasks and schedules queued before batches name this job)."""
+    index_posts([post_id], sync=sync)
+
+
+@survives_db_outage
+def index_posts(post_ids: list[int], sync: bool = False) -> None:
+    """Index a batch of posts of one run and record their faces, each post exactly once.
 
     ``sync`` (an import in this process) leaves grouping the faces into people
     to the caller, instead of queueing it.
     """
-    post = Post.objects.select_related("source", "run", "owner").filter(pk=post_id).first()
-    if post is None:
-        return
-    if post.status != Post.Status.PENDING:
-        # A re-run after the commit (e.g. the database went away right after
-        # it) still has to close the run.
-        if post.run_id and _maybe_finish(post.run_id) and not sync and get_engine().groups_faces:
-            people.run_finished(post.owner_id)
-        return
-    run = post.run
-    if run is not None and run.status == IndexRun.Status.CANCELLED:
-        return
-    owner = post.owner
-    if not has_face_consent(owner):
-        if run is not None:
-            _fail_run(run, "Face-processing consent was withdrawn.")
-        return
+    posts = list(Post.objects.select_related("source", "run", "owner").filter(pk__in=post_ids).order_by("pk"))
+    runs = {post.run_id: post.run for post in posts if post.run_id}
+    todo = []
+    for post in posts:
+        if post.status != Post.Status.PENDING or (post.run and post.run.status == IndexRun.Status.CANCELLED):
+            continue
+        if not has_face_consent(post.owner):
+            if post.run:
+                _fail_run(post.run, "Face-processing consent was withdrawn.")
+            continue
+        todo.append(post)
     engine = get_engine()
-    engine.ensure_collection(owner)
-    outcomes: list[_PhotoOutcome] = []
+    batch = _Batch(engine, todo)
     try:
-        for photo in post.photos.exclude(status=Photo.Status.INDEXED):
-            outcomes.append(_index_photo(engine, post, photo))
+        batch.run()
     except RateLimited as exc:
-        if run is not None:
-            _wait(run, exc, INDEX_POST, post.pk)
-        return
+        _wait_for(batch, exc)
     except TokenExpired as exc:
-        Source.objects.filter(pk=post.source_id).update(needs_reconnect=True)
-        if run is not None:
+        Source.objects.filter(pk__in={p.source_id for p in batch.left()}).update(needs_reconnect=True)
+        for run in {p.run_id: p.run for p in batch.left() if p.run}.values():
             _fail_run(run, f"Instagram needs to be reconnected: {exc}")
-        return
     except RetryableEngineError as exc:
-        if run is not None:
-            _wait(run, RateLimited(str(exc), 30), INDEX_POST, post.pk)
-        return
-    _commit_post(engine, post, outcomes)
-    finished = run is not None and _maybe_finish(run.pk)
+        _wait_for(batch, RateLimited(str(exc), 30))
+    # A re-run after the commit (e.g. the database went away right after it) still has to close the run.
+    finished = [run for run_id, run in runs.items() if _maybe_finish(run_id)]
     if engine.groups_faces and not sync:
         # People: group the new faces soon (debounced), and at once when the run is done.
         try:
-            if finished:
-                people.run_finished(post.owner_id)
-            elif any(o.result and o.result.faces for o in outcomes):
-                people.faces_indexed(post.owner_id)
-        except BROKER_ERRORS as exc:  # Redis restarting: the post is saved, grouping catches up later
-            logger.warning("Could not queue grouping for user %s: %s", post.owner_id, exc)
+            for run in finished:
+                people.run_finished(run.owner_id)
+            for owner_id in batch.owners_with_faces - {run.owner_id for run in finished}:
+                people.faces_indexed(owner_id)
+        except BROKER_ERRORS as exc:  # Redis restarting: the posts are saved, grouping catches up later
+            logger.warning("Could not queue grouping (%s)", exc)
 
 
-def _index_photo(engine: FaceEngine, post: Post, photo: Photo) -> _PhotoOutcome:
+def _wait_for(batch: _Batch, exc: RateLimited) -> None:
+    """Back off: the posts not committed run again after the wait, as one job per run."""
+    by_run: dict[int, list[Post]] = {}
+    for post in batch.left():
+        by_run.setdefault(post.run_id, []).append(post)
+    for posts in by_run.values():
+        if posts[0].run is not None:
+            _wait(posts[0].run, exc, INDEX_POSTS, [p.pk for p in posts])
+
+
+class _Batch:
+    """One job's posts on their way through download, engine and commit."""
+
+    def __init__(self, engine: FaceEngine, posts: list[Post]):
+        self.engine = engine
+        self.posts = {post.pk: post for post in posts}
+        photos = Photo.objects.filter(post__in=posts).exclude(status=Photo.Status.INDEXED)
+        self.photos = list(photos.order_by("post_id", "position", "pk"))
+        self.expected = {post.pk: 0 for post in posts}
+        for photo in self.photos:
+            self.expected[photo.post_id] += 1
+        self.outcomes: dict[int, list[_PhotoOutcome]] = {post.pk: [] for post in posts}
+        self.committed: set[int] = set()
+        self.owners_with_faces: set[int] = set()
+        self.downloads: list[Fetched] = []  # recorded with the next commit
+
+    def left(self) -> list[Post]:
+        return [post for pk, post in self.posts.items() if pk not in self.committed]
+
+    def run(self) -> None:
+        for owner in {post.owner_id: post.owner for post in self.posts.values()}.values():
+            self.engine.ensure_collection(owner)
+        for pk, count in self.expected.items():
+            if not count:
+                self._commit(self.posts[pk])
+        calls = max(1, self.engine.concurrent_calls)
+        pool = ThreadPoolExecutor(calls, thread_name_prefix="engine") if calls > 1 else None
+        running: set[Future] = set()
+        # The first engine call runs here: whatever it sets up (a collection that
+        # vanished is recreated, in the database too) happens in this thread.
+        first = True
+        try:
+            with Fetcher() as fetcher:
+                for fetched in fetcher.fetch((self.posts[p.post_id], p) for p in self.photos):
+                    if fetched.exc is not None:
+                        raise fetched.exc
+                    if fetched.stored or fetched.media_url:
+                        self.downloads.append(fetched)
+                    if fetched.error:
+                        self._add(fetched.post, _PhotoOutcome(fetched.photo, error=fetched.error))
+                    elif pool is None or first:
+                        self._add(fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data))
+                        first = False
+                    else:
+                        running.add(pool.submit(self._index, fetched))
+                        # Bounded hand-off: at most two engine calls waiting per thread.
+                        self._collect(running, block=len(running) >= 2 * calls)
+            while running:
+                self._collect(running, block=True)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            self._record_downloads()
+
+    def _index(self, fetched: Fetched) -> tuple[Post, _PhotoOutcome]:
+        try:
+            return fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data)
+        finally:
+            connections.close_all()  # this thread's own, if the engine needed one
+
+    def _collect(self, running: set[Future], block: bool) -> None:
+        done, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            running.discard(future)
+            post, outcome = future.result()
+            self._add(post, outcome)
+
+    def _add(self, post: Post, outcome: _PhotoOutcome) -> None:
+        self.outcomes[post.pk].append(outcome)
+        if len(self.outcomes[post.pk]) == self.expected[post.pk]:
+            self._commit(post)
+
+    def _commit(self, post: Post) -> None:
+        with transaction.atomic():
+            self._record_downloads()
+            _commit_post(self.engine, post, self.outcomes[post.pk])
+        self.committed.add(post.pk)
+        if any(o.result and o.result.faces for o in self.outcomes[post.pk]):
+            self.owners_with_faces.add(post.owner_id)
+
+    def _record_downloads(self) -> None:
+        """New originals and fresh media URLs; each original counts as downloaded once."""
+        fetched_by_run: dict[int, int] = {}
+        for item in self.downloads:
+            if item.stored:
+                fresh = {"media_url": item.media_url} if item.media_url else {}
+                stored = Photo.objects.filter(pk=item.photo.pk, original="").update(
+                    original=item.stored, sha256=item.digest, **fresh
+                )
+                item.photo.original.name, item.photo.sha256 = item.stored, item.digest
+                if stored and item.post.run_id:
+                    fetched_by_run[item.post.run_id] = fetched_by_run.get(item.post.run_id, 0) + 1
+            elif item.media_url:
+                Photo.objects.filter(pk=item.photo.pk).update(media_url=item.media_url)
+        for run_id, count in fetched_by_run.items():
+            IndexRun.objects.filter(pk=run_id).update(photos_fetched=F("photos_fetched") + count)
+        self.downloads = []
+
+
+def _index_photo(engine: FaceEngine, post: Post, photo: Photo, data: bytes | None = None) -> _PhotoOutcome:
+    """The engine's faces of one photo, their thumbnails stored; ``data`` defaults to the stored original."""
     try:
-        if photo.kind == Photo.Kind.VIDEO:
+        if photo.kind == Photo.Kind.VIDEO:  # downloads its own file: the fetcher leaves videos alone
             result, thumbnails, files = videos.index_video(engine, post, photo)
             return _PhotoOutcome(photo, result=result, thumbnails=thumbnails, files=files)
-        data = _photo_bytes(post, photo)
+        image = data if data is not None else storage.read(photo.original.name)
         # Only engines that read from storage take the key (the others' signature may lack it).
         kwargs = {"storage_key": photo.original.name} if engine.reads_from_storage else {}
-        result = engine.index_image(post.owner, data, photo.external_id, **kwargs)
+        result = engine.index_image(post.owner, image, photo.external_id, **kwargs)
+        outcome = _thumbnails(post, photo, image, result)
     except (ImageError, VideoError) as exc:
-        return _PhotoOutcome(photo, error=str(exc))
-    except MediaExpired as exc:
-        return _PhotoOutcome(photo, error=f"The photo is no longer available: {exc}")
-    except SourceError as exc:
-        if isinstance(exc, (RateLimited, TokenExpired)):
-            raise
-        return _PhotoOutcome(photo, error=str(exc))
+        outcome = _PhotoOutcome(photo, error=str(exc))
+    except (RateLimited, TokenExpired):
+        raise
+    except SourceError as exc:  # a video's download: expired for good, too large, too slow
+        outcome = _PhotoOutcome(photo, error=str(exc))
     except (RetryableEngineError, *DB_OUTAGE_ERRORS):
         raise
     except Exception as exc:  # a bug or an engine failure must not leave the post pending forever
         logger.exception("Indexing photo %s failed", photo.pk)
-        return _PhotoOutcome(photo, error=f"Unexpected error while indexing ({exc.__class__.__name__}).")
+        outcome = _PhotoOutcome(photo, error=f"Unexpected error while indexing ({exc.__class__.__name__}).")
+    return outcome
+
+
+def _thumbnails(post: Post, photo: Photo, data: bytes, result: IndexResult) -> _PhotoOutcome:
     image = result.image if result.image is not None else decode_image(data, THUMBNAIL_SOURCE_SIDE).image
     thumbnails = {
         face.face_id: storage.store_face_thumbnail(post.owner_id, face.face_id, face_thumbnail(image, face.box))
@@ -133,17 +243,6 @@ def _index_photo(engine: FaceEngine, post: Post, photo: Photo) -> _PhotoOutcome:
     }
     result.image = None  # release the pixels early
     return _PhotoOutcome(photo, result=result, thumbnails=thumbnails)
-
-
-def _photo_bytes(post: Post, photo: Photo) -> bytes:
-    """The stored original, or a download from Instagram (stored for next time)."""
-    if photo.original:
-        return storage.read(photo.original.name)
-    if not photo.media_url and post.source.kind != Source.Kind.INSTAGRAM:
-        raise ImageError("The photo file is missing.")
-    data = download_instagram_photo(post.source, photo)
-    storage.store_original(photo, data)
-    return data
 
 
 def _commit_post(engine: FaceEngine, post: Post, outcomes: list[_PhotoOutcome]) -> None:

@@ -28,6 +28,7 @@ from ..tasks import (  # noqa: F401 - the pipeline's callers import them from he
     DELETE_INACTIVE_FACE_DATA,
     GROUP_NEW_FACES,
     INDEX_POST,
+    INDEX_POSTS,
     REFRESH_INSTAGRAM_TOKENS,
     RESUME_INTERRUPTED_RUNS,
     RESUME_JOB,

@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
@@ -20,7 +21,15 @@ from django.utils import timezone
 
 from ..models import IndexRun, Photo, Post, Source
 from ..sources import RateLimited
-from .queue import CRAWL_SOURCE, INDEX_POST, RESUME_JOB, broker_lost_its_queue, enqueue, enqueue_later, short_name
+from .queue import (
+    CRAWL_SOURCE,
+    INDEX_POSTS,
+    RESUME_JOB,
+    broker_lost_its_queue,
+    enqueue,
+    enqueue_later,
+    short_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +64,23 @@ def _fail_run(run: IndexRun, message: str) -> None:
     )
 
 
-def _wait(run: IndexRun, exc: RateLimited, task: str, arg: int) -> None:
+def queue_posts(post_ids: list[int]) -> int:
+    """Enqueue index jobs of ``FACES_INDEX_BATCH`` posts each; returns how many jobs.
+
+    ``enqueued_at`` is set once a job is on the broker, so a crawl or resume
+    that finds pending posts without it knows they still need queueing.
+    """
+    size = max(1, settings.FACES_INDEX_BATCH)
+    jobs = 0
+    for start in range(0, len(post_ids), size):
+        batch = list(post_ids[start:start + size])
+        enqueue(INDEX_POSTS, batch)
+        Post.objects.filter(pk__in=batch).update(enqueued_at=timezone.now())
+        jobs += 1
+    return jobs
+
+
+def _wait(run: IndexRun, exc: RateLimited, task: str, arg: int | list[int]) -> None:
     """Back off: say so on the run and schedule the job (``task``) again."""
     resume_at = timezone.now() + dt.timedelta(seconds=max(1.0, exc.retry_after))
     IndexRun.objects.filter(pk=run.pk, status__in=IndexRun.ACTIVE).update(
@@ -75,6 +100,10 @@ def progress(run: IndexRun) -> dict:
     rate = finished / elapsed if elapsed > 0 else 0.0
     failed = Post.objects.filter(run=run, status=Post.Status.FAILED).order_by("pk")[:50]
     skipped = Post.objects.filter(run=run, status=Post.Status.SKIPPED).order_by("pk")[:50]
+
+    def per_second(count: int) -> float:
+        return round(count / elapsed, 2) if elapsed > 0 else 0.0
+
     return {
         "id": run.pk,
         "status": run.status,
@@ -84,10 +113,13 @@ def progress(run: IndexRun) -> dict:
         "posts_done": run.posts_done,
         "posts_failed": run.posts_failed,
         "posts_skipped": run.posts_skipped,
+        "photos_fetched": run.photos_fetched,
         "photos_done": run.photos_done,
         "faces_found": run.faces_found,
         "percent": run.percent,
-        "photos_per_second": round(run.photos_done / elapsed, 2) if elapsed > 0 else 0.0,
+        "photos_fetched_per_second": per_second(run.photos_fetched),
+        "photos_per_second": per_second(run.photos_done),
+        "faces_per_second": per_second(run.faces_found),
         "eta_seconds": round(remaining / rate) if rate > 0 and run.is_active and run.crawled_at else None,
         "resume_at": run.resume_at.isoformat() if run.resume_at else None,
         "last_error": run.last_error if run.status in (IndexRun.Status.FAILED, IndexRun.Status.WAITING) else "",
@@ -109,7 +141,7 @@ def retry_failed(run: IndexRun, post_ids: list[int] | None = None) -> int:
     posts = run.posts.filter(status=Post.Status.FAILED)
     if post_ids is not None:
         posts = posts.filter(pk__in=post_ids)
-    retried = 0
+    retried: list[int] = []
     for post in posts:
         with transaction.atomic():
             if not Post.objects.filter(pk=post.pk, status=Post.Status.FAILED).update(status=Post.Status.PENDING, error=""):
@@ -120,10 +152,9 @@ def retry_failed(run: IndexRun, post_ids: list[int] | None = None) -> int:
                 status=IndexRun.Status.INDEXING,
                 finished_at=None,
             )
-            Post.objects.filter(pk=post.pk).update(enqueued_at=timezone.now())
-        enqueue(INDEX_POST, post.pk)
-        retried += 1
-    return retried
+        retried.append(post.pk)
+    queue_posts(retried)
+    return len(retried)
 
 
 def resume_interrupted_runs(stale_after: dt.timedelta | None = None) -> int:
@@ -141,13 +172,15 @@ def resume_interrupted_runs(stale_after: dt.timedelta | None = None) -> int:
         if run.created_at <= cutoff or stale_after.total_seconds() == 0:
             enqueue(CRAWL_SOURCE, run.pk)
             resumed += 1
+    # Runs still listing count too: their first pages' jobs run while later pages are listed.
     stale = Post.objects.filter(
-        status=Post.Status.PENDING, run__status=IndexRun.Status.INDEXING
+        status=Post.Status.PENDING, run__status__in=[IndexRun.Status.INDEXING, IndexRun.Status.CRAWLING]
     ).filter(Q(enqueued_at__lte=cutoff) | Q(enqueued_at__isnull=True))
-    for post_id in stale.values_list("pk", flat=True):
-        Post.objects.filter(pk=post_id).update(enqueued_at=timezone.now())
-        enqueue(INDEX_POST, post_id)
-        resumed += 1
+    by_run: dict[int, list[int]] = {}
+    for post_id, run_id in stale.order_by("pk").values_list("pk", "run_id"):
+        by_run.setdefault(run_id, []).append(post_id)
+    for post_ids in by_run.values():
+        resumed += queue_posts(post_ids)
     for run_id in IndexRun.objects.filter(status=IndexRun.Status.INDEXING).values_list("pk", flat=True):
         _maybe_finish(run_id)
     if resumed:

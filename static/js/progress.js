@@ -43,10 +43,14 @@
       (p.posts_skipped ? ` · ${p.posts_skipped} skipped` : "");
     $("posts-done").textContent = p.posts_done;
     $("posts-total").textContent = p.posts_total;
+    $("photos-fetched").textContent = p.photos_fetched;
+    $("fetch-rate").textContent = p.photos_fetched_per_second;
     $("photos-done").textContent = p.photos_done;
-    $("faces-found").textContent = p.faces_found;
-    $("posts-failed").textContent = p.posts_failed;
     $("rate").textContent = p.photos_per_second;
+    $("faces-found").textContent = p.faces_found;
+    $("face-rate").textContent = p.faces_per_second;
+    $("posts-failed").textContent = p.posts_failed;
+    $("search-while").hidden = !p.active;
     $("eta").textContent = p.active ? duration(p.eta_seconds) : "–";
     $("run-waiting").hidden = p.status !== "waiting";
     if (p.resume_at) $("resume-at").textContent = new Date(p.resume_at).toLocaleTimeString();

@@ -14,7 +14,12 @@ Python that tests read and change:
     fake.app_usage = {"call_count": 100, "total_time": 10, "total_cputime": 10}
     fake.revoke_token()                                        # every token -> code 190
     fake.expire_media_urls()                                   # CDN answers 403
-    fake.requests                                              # every request seen
+    fake.media_url_ttl = 1.0                                   # URLs expire a second after listing
+    fake.cdn_delay, fake.graph_delay = 0.15, 0.1               # seconds before each answer
+    fake.rate_limit_every(3, code=613)                         # every 3rd Graph call refused
+    fake.slow_cdn(media_id, "hang", seconds=30)                # or "trickle": a few bytes at a time
+    fake.fail_next(3, status=500, path=f"/cdn/{media_id}")     # the CDN fails that photo thrice
+    fake.requests                                              # every request seen (and its status)
 
 Shapes follow Meta's documentation for the Instagram API with Instagram Login:
 the code exchange answers flat JSON with ``user_id`` as a bare 17-digit number,
@@ -98,6 +103,7 @@ class SeenRequest:
     query: dict[str, str]
     form: dict[str, str]
     raw: str  # the request target as sent (includes the token)
+    status: int = 0  # the status answered (0 until answered)
 
 
 class FakeInstagram:
@@ -120,6 +126,15 @@ class FakeInstagram:
         self.app_usage: dict[str, Any] | None = None
         self.buc_usage: dict[str, Any] | None = None
         self.media_url_ttl = 3600.0
+        # Simulated network time (seconds) before each CDN and each API answer.
+        self.cdn_delay = 0.0
+        self.graph_delay = 0.0
+        # Every ``n``th API call (``path`` prefix, None = any Graph call) is refused.
+        self.rate_limit: Failure | None = None
+        self.rate_limit_period = 0
+        self.api_calls = 0
+        self.slow_media: dict[str, tuple[str, float]] = {}  # media id -> (mode, seconds)
+        self.released = threading.Event()  # ends every "hold" at once
         self.url_generation = 0
         self._next_id = 17_900_000_000_000_001
         self._signing_key = secrets.token_bytes(16)
@@ -136,8 +151,7 @@ class FakeInstagram:
             pass
 
         Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-instagram", daemon=True)
         self._thread.start()
         return self
@@ -233,6 +247,45 @@ class FakeInstagram:
                                     else "Too Many Requests"),
                 kind=kind, path=path, headers=headers or {},
             ))
+
+    def rate_limit_every(self, n: int, *, status: int | None = None, code: int | None = None,
+                         path: str | None = None, retry_after: float | None = 1.0) -> None:
+        """Refuse every ``n``th API call (counting from now) like a rate limit.
+
+        ``code`` gives a Graph error body (4, 17, 32 or 613; HTTP 400), ``status``
+        alone a bare HTTP 429; ``retry_after`` (seconds) is sent as Retry-After.
+        ``n=0`` turns it off.
+        """
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        with self._lock:
+            self.api_calls = 0
+            self.rate_limit_period = n
+            self.rate_limit = Failure(
+                remaining=0, status=status or (400 if code is not None else 429), code=code,
+                message="Application request limit reached" if code is not None else "Too Many Requests",
+                kind="OAuthException", path=path, headers=headers,
+            ) if n else None
+
+    def slow_cdn(self, media_id: str, mode: str = "hang", *, seconds: float = 30.0) -> None:
+        """The CDN sends this media's headers, then ``hang``s (nothing for ``seconds``),
+        ``trickle``s its bytes (16 bytes per ``seconds / 10``) or ``hold``s them
+        until ``release_cdn()`` (at most ``seconds``)."""
+        assert mode in ("hang", "trickle", "hold"), mode
+        with self._lock:
+            self.slow_media[media_id] = (mode, seconds)
+
+    def release_cdn(self) -> None:
+        """Let every held CDN answer go (see ``slow_cdn``)."""
+        self.released.set()
+
+    def listed_pages(self) -> list[str]:
+        """The ``after`` cursor of every media page answered with 200 ("" = the first page).
+
+        Only the crawl's listing (with ``media_url``) counts: the ids-only
+        listing that notices deleted posts is another listing.
+        """
+        return [r.query.get("after", "") for r in self.requests
+                if r.path.endswith("/media") and r.status == 200 and "media_url" in r.query.get("fields", "")]
 
     def revoke_token(self, token: str | None = None) -> None:
         """The user removed the app (or the token expired): Graph answers code 190."""
@@ -361,8 +414,16 @@ def _parse_fields(text: str, i: int) -> tuple[dict[str, Any], int]:
     return out, i
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog, read when the socket starts listening: many downloads
+    # connect at once, and the default of 5 would drop some connection attempts.
+    request_queue_size = 256
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeInstagram
+    seen: SeenRequest | None = None
     server_version = "FakeInstagram/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:  # keep tokens off stderr
@@ -382,6 +443,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(body)
         if isinstance(body, str):
             body = body.encode()
+        if getattr(self, "seen", None) is not None:
+            self.seen.status = status
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -417,9 +480,20 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             length = int(self.headers.get("Content-Length") or 0)
             form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+        is_api = not path.startswith(("/cdn", "/oauth/authorize"))
+        delay = fake.graph_delay if is_api else fake.cdn_delay if path.startswith("/cdn") else 0.0
+        if delay:
+            time.sleep(delay)
+        self.seen = SeenRequest(method, path, query, form, self.path)
         with fake._lock:
-            fake.requests.append(SeenRequest(method, path, query, form, self.path))
+            fake.requests.append(self.seen)
             failure = self._take_failure(path)
+            if failure is None and is_api and fake.rate_limit is not None:
+                limit = fake.rate_limit
+                if limit.path is None or path.startswith(limit.path):
+                    fake.api_calls += 1
+                    if fake.api_calls % fake.rate_limit_period == 0:
+                        failure = limit
         if failure is not None:
             if failure.code is None:
                 self._send(failure.status, failure.message, "text/plain",
@@ -647,7 +721,30 @@ class _Handler(BaseHTTPRequestHandler):
         if name.endswith(".mp4"):
             return self._send(200, media.video or cover_clip(media.photo), "video/mp4")
         data = media.photo.read_bytes()
-        self._send(200, data, CONTENT_TYPES.get(media.photo.suffix.lower(), "application/octet-stream"))
+        content_type = CONTENT_TYPES.get(media.photo.suffix.lower(), "application/octet-stream")
+        slow = fake.slow_media.get(media.id)
+        if slow is None:
+            return self._send(200, data, content_type)
+        mode, seconds = slow
+        self.seen.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            if mode in ("hang", "hold"):
+                if mode == "hold":
+                    fake.released.wait(seconds)
+                else:
+                    time.sleep(seconds)
+                self.wfile.write(data)
+            else:
+                for start in range(0, len(data), 16):
+                    self.wfile.write(data[start:start + 16])
+                    self.wfile.flush()
+                    time.sleep(seconds / 10)
+        except OSError:  # the client gave up: what a trickling CDN sees
+            pass
 
 
 _CLIPS: dict[Path, bytes] = {}

@@ -35,6 +35,8 @@ THROTTLING_CODES = {
     "ThrottlingException",
     "LimitExceededException",
 }
+# Requests one process keeps in flight at most (threads and pooled connections).
+MAX_IN_FLIGHT = 64
 TRANSIENT_CODES = {"InternalServerError", "ServiceUnavailableException", "ServiceUnavailable"}
 
 # Operations share a rate bucket per class; AWS quotas are per API and these
@@ -91,7 +93,7 @@ def client_for(region: str, endpoint: str | None, max_attempts: int):
                     retries={"mode": "adaptive", "total_max_attempts": max_attempts},
                     connect_timeout=5,
                     read_timeout=30,
-                    max_pool_connections=32,
+                    max_pool_connections=MAX_IN_FLIGHT,
                     user_agent_extra="faces",
                 )
                 # A Session per client: boto3's default session is not thread-safe.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from ..base import (
     UnindexedFaceInfo,
 )
 from . import images
-from .client import InvalidParameter, InvalidS3Object, ResourceMissing, call, configured_client
+from .client import MAX_IN_FLIGHT, InvalidParameter, InvalidS3Object, ResourceMissing, call, configured_client
 from .users import UsersMixin
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,16 @@ class RekognitionEngine(UsersMixin, FaceEngine):
 
     name = "rekognition"
     reads_from_storage = True
+
+    @property
+    def concurrent_calls(self) -> int:
+        """As many requests in flight as the shared limit lets start per second.
+
+        IndexFaces takes ~0.1-0.3 s, so this keeps a worker at
+        ``FACES_REKOGNITION_TPS`` while the shared limiter keeps all workers
+        together under it.
+        """
+        return max(1, min(MAX_IN_FLIGHT, math.ceil(settings.FACES_REKOGNITION_TPS)))
 
     def __init__(self) -> None:
         self._known: dict[int, str] = {}  # owner pk -> collection id known to exist

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('indexing', '0009_remove_photo_content_type'),
+        ('indexing', '0010_run_cursor'),
     ]
 
     operations = [

@@ -1,0 +1,357 @@
+"""End-to-end indexing speed: from Instagram's OAuth callback to every face searchable.
+
+Run from the repository root::
+
+    .venv/bin/python bench/e2e.py [--photos 620] [--cdn-ms 0,150,300] [--graph-ms 100]
+        [--configs sqlite-orm-1,pg-redis-1,pg-redis-2] [--engine local|rekognition]
+        [--service-ms 150] [--tps 50]
+
+Each measurement is its own child process on a fresh data folder (and a fresh
+PostgreSQL database / Redis db 13 for ``pg-redis-*``): a loopback Instagram in
+a separate process serves an account of about ``0.62 * photos`` posts (every
+fourth a carousel of 2-4) made of distinct generated photos with faces
+(``photoset.py``), answering each CDN request after ``--cdn-ms`` and each API
+call after ``--graph-ms``. The product runs as ``make run`` does: gunicorn
+(``Procfile`` web) and ``manage.py qcluster`` with N worker processes. A
+scripted browser logs in, presses "Continue to Instagram", allows, and the
+clock starts when it sends the OAuth callback. Reported: seconds to the run's
+``done``, photos/s, seconds to the first Face row (searchable from then on),
+peak RSS (VmHWM) of the largest web and queue process, and the engine-alone
+rate on the same photos measured just before and just after in the same child
+(the mean of both; N processes for the local engine; for Rekognition,
+``--tps`` threads against the same simulated service), so the ratio means
+something on a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import harness  # noqa: F401  (puts the repository on sys.path)
+from harness import ROOT
+from loopback import start_server
+from photoset import generate
+
+PY = sys.executable
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/faces_speed_e2e")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+STATIC_ROOT = Path(tempfile.gettempdir()) / "faces-e2e-static"
+PASSWORD = "correct-horse-battery-9"
+# The engine-alone reference runs on this many of the photos just before and just after the run.
+REFERENCE_PHOTOS = 200
+
+
+# ---------------------------------------------------------------- one measurement (child)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_postgres() -> None:
+    import psycopg
+
+    base, name = PG_URL.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def peak_rss_mb(root_pid: int) -> list[tuple[int, float, str]]:
+    """(pid, VmHWM in MB, command) of ``root_pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(re.search(r"^PPid:\s+(\d+)", (entry / "status").read_text(), re.M).group(1))
+            except (OSError, AttributeError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+        except OSError:
+            continue
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        if match:
+            out.append((pid, int(match.group(1)) / 1024, cmd))
+    return out
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def browser_links_instagram(web: str) -> tuple[float, str]:
+    """Log in, connect Instagram, press Allow; returns (time the callback was sent, run page URL)."""
+    import requests
+
+    session = requests.Session()
+
+    def form_post(url: str, data: dict, marker: str) -> requests.Response:
+        page = session.get(url, timeout=30)
+        form = next(f for f in re.findall(r"<form.*?</form>", page.text, re.S) if marker in f)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        action = re.search(r'action="([^"]*)"', form.split(">", 1)[0])
+        target = url if action is None or not action.group(1) else requests.compat.urljoin(url, action.group(1))
+        target = target.replace("&amp;", "&")
+        return session.post(target, data={"csrfmiddlewaretoken": token, **data}, headers={"Referer": url},
+                            allow_redirects=False, timeout=30)
+
+    answer = form_post(f"{web}/accounts/login/", {"login": "bench@example.com", "password": PASSWORD},
+                       'name="login"')
+    assert answer.status_code == 302, answer.text[:500]
+    answer = form_post(f"{web}/instagram/connect/", {}, "connect-instagram")
+    assert answer.status_code == 302, answer.text[:500]
+    dialog = session.get(answer.headers["Location"], timeout=30)  # the (fake) Instagram dialog
+    allow = re.search(r'id="allow" href="([^"]+)"', dialog.text).group(1).replace("&amp;", "&")
+    fake_base = re.match(r"https?://[^/]+", answer.headers["Location"]).group(0)
+    callback = session.get(fake_base + allow, allow_redirects=False, timeout=30).headers["Location"]
+    started = time.time()
+    landed = session.get(callback.split("#")[0], timeout=60)
+    assert "/runs/" in landed.url, landed.url
+    return started, landed.url
+
+
+def engine_alone(paths: list[Path], processes: int, tps: int) -> float:
+    """Photos/s of the engine (plus face thumbnails) alone on the same photos."""
+    import multiprocessing
+
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    from indexing.engines import get_engine
+
+    data = [p.read_bytes() for p in paths]
+    owner_id = get_user_model().objects.get(email="bench@example.com").pk
+    if get_engine().concurrent_calls == 1:  # CPU-bound: one process per worker
+        connections.close_all()
+        context = multiprocessing.get_context("spawn")  # forking a process with loaded models can hang
+        with context.Pool(processes, initializer=_init_engine, initargs=(owner_id,)) as pool:
+            pool.map(_index_one, data[: processes * 2], chunksize=1)
+            started = time.perf_counter()
+            pool.map(_index_one, data, chunksize=2)
+            return len(data) / (time.perf_counter() - started)
+    from concurrent.futures import ThreadPoolExecutor
+
+    _init_engine(owner_id)
+    with ThreadPoolExecutor(max(1, tps)) as pool:
+        started = time.perf_counter()
+        list(pool.map(_index_one, data))
+        return len(data) / (time.perf_counter() - started)
+
+
+_engine = None
+
+
+def _init_engine(owner_id: int) -> None:
+    global _engine
+    import django
+
+    django.setup()  # a spawned process starts bare (the environment carries the settings)
+    from indexing.engines import get_engine
+
+    _engine = get_engine()
+    getattr(_engine, "warm_up", lambda: None)()  # the warm-up map below loads the rest
+    from django.contrib.auth import get_user_model
+
+    _engine.owner = get_user_model().objects.get(pk=owner_id)
+    _engine.ensure_collection(_engine.owner)
+
+
+def _index_one(data: bytes) -> int:
+    from indexing.images import decode_image
+    from indexing.thumbnails import face_thumbnail
+
+    result = _engine.index_image(_engine.owner, data, "bench")
+    image = result.image if result.image is not None else decode_image(data, 1600).image
+    for face in result.faces:
+        face_thumbnail(image, face.box)
+    return len(result.faces)
+
+
+def measure(args) -> dict:
+    """One configuration at one latency; returns the row as a dict."""
+    db, broker, workers = args.one.split("-")
+    workers = int(workers)
+    data_dir = Path(tempfile.mkdtemp(prefix="faces-e2e-"))
+    env = {"DJANGO_SETTINGS_MODULE": "faces_site.settings", "FACES_DATA_DIR": str(data_dir),
+           "SECRET_KEY": "bench-e2e-secret-key-bench-e2e-secret-key", "STATIC_ROOT": str(STATIC_ROOT),
+           "FACES_WORKERS": str(workers), "FACES_RATE_LIMIT_IMPORT": "", "PYTHONUNBUFFERED": "1"}
+    if db == "pg":
+        fresh_postgres()
+        env["DATABASE_URL"] = PG_URL
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{data_dir}/faces.sqlite3"
+    os.environ.pop("REDIS_URL", None)
+    if broker == "redis":
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        env["REDIS_URL"] = REDIS_URL
+    instagram, info = start_server("instagram", str(args.photos), str(args.cdn_ms), str(args.graph_ms))
+    env.update(INSTAGRAM_AUTH_URL=info["url"], INSTAGRAM_API_URL=info["url"], INSTAGRAM_GRAPH_URL=info["url"],
+               INSTAGRAM_CLIENT_ID=info["client_id"], INSTAGRAM_CLIENT_SECRET=info["secret"])
+    rekognition = None
+    if args.engine == "rekognition":
+        rekognition, rek = start_server("rekognition", str(args.photos), str(args.service_ms))
+        env.update(FACES_ENGINE="rekognition", AWS_ENDPOINT_URL=rek["url"], AWS_REGION="us-east-1",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                   FACES_REKOGNITION_TPS=str(args.tps))
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if not (STATIC_ROOT / "staticfiles.json").exists():
+        call_command("collectstatic", interactive=False, verbosity=0)
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import FaceConsent
+    from indexing.models import Face, IndexRun
+
+    user = get_user_model().objects.create_user(username="bench", email="bench@example.com", password=PASSWORD)
+    FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+
+    photos = generate(args.photos)
+    reference = [engine_alone(photos[:REFERENCE_PHOTOS], workers, int(args.tps))]
+    port = free_port()
+    logs = open(data_dir / "processes.log", "ab")
+    popen = {"cwd": ROOT, "env": {**os.environ}, "stdout": logs, "stderr": subprocess.STDOUT,
+             "start_new_session": True}
+    web = subprocess.Popen([str(Path(PY).parent / "gunicorn"), "faces_site.wsgi", "--bind", f"127.0.0.1:{port}",
+                            "--workers", "2", "--threads", "4", "--timeout", "60"], **popen)
+    cluster = subprocess.Popen([PY, str(ROOT / "manage.py"), "qcluster"], **popen)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", workers)
+        started, run_url = browser_links_instagram(f"http://127.0.0.1:{port}")
+        run_id = int(re.search(r"/runs/(\d+)/", run_url).group(1))
+        deadline = time.monotonic() + args.timeout
+        while IndexRun.objects.get(pk=run_id).status not in ("done", "failed", "cancelled"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} not done after {args.timeout} s")
+            time.sleep(0.1)
+        run = IndexRun.objects.get(pk=run_id)
+        first = Face.objects.filter(owner=user).order_by("created_at").values_list("created_at", flat=True).first()
+        rss_web = peak_rss_mb(web.pid)
+        rss_cluster = peak_rss_mb(cluster.pid)
+    finally:
+        stop(web)
+        stop(cluster)
+        instagram.stdin.close()
+        instagram.wait(10)
+    seconds = run.finished_at.timestamp() - started
+    reference.append(engine_alone(photos[-REFERENCE_PHOTOS:], workers, int(args.tps)))
+    if rekognition is not None:
+        rekognition.stdin.close()
+        rekognition.wait(10)
+    rate = run.photos_done / seconds
+    alone = sum(reference) / len(reference)
+    return {
+        "config": args.one, "engine": args.engine, "cdn_ms": args.cdn_ms, "graph_ms": args.graph_ms,
+        "status": run.status, "posts": run.posts_total, "photos": run.photos_done, "faces": run.faces_found,
+        "failed": run.posts_failed, "seconds": round(seconds, 2), "photos_per_s": round(rate, 1),
+        "first_face_s": round(first.timestamp() - started, 2) if first else None,
+        "engine_alone_per_s": round(alone, 1), "engine_alone_spread": [round(r, 1) for r in reference],
+        "ratio": round(rate / alone, 2),
+        "rss_web_mb": round(max(r for _, r, _ in rss_web)),
+        "rss_queue_mb": round(max(r for _, r, _ in rss_cluster)),
+        "processes": len(rss_web) + len(rss_cluster),
+    }
+
+
+def wait_until_up(web: str, workers: int, timeout: float = 180) -> None:
+    """The web answers and every queue worker ran a task (models loaded)."""
+    import requests
+    from django_q.models import Success
+    from django_q.tasks import async_task
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{web}/accounts/login/", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the web process did not start")
+        time.sleep(0.3)
+    for n in range(4 * workers):
+        async_task("math.hypot", 3, n)
+    while Success.objects.filter(func="math.hypot").count() < 4 * workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the queue workers did not start")
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+
+# ---------------------------------------------------------------- the table (parent)
+
+
+COLUMNS = (("config", 12), ("cdn_ms", 6), ("photos", 6), ("seconds", 8), ("photos_per_s", 8),
+           ("engine_alone_per_s", 8), ("ratio", 6), ("first_face_s", 7), ("rss_web_mb", 7), ("rss_queue_mb", 7))
+HEADERS = ("config", "CDN ms", "photos", "seconds", "photo/s", "engine/s", "ratio", "1st face", "web MB",
+           "queue MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=620)
+    parser.add_argument("--cdn-ms", default="0,150,300")
+    parser.add_argument("--graph-ms", type=float, default=100.0)
+    parser.add_argument("--configs", default="sqlite-orm-1,pg-redis-1,pg-redis-2")
+    parser.add_argument("--engine", choices=["local", "rekognition"], default="local")
+    parser.add_argument("--service-ms", type=float, default=150.0, help="simulated Rekognition latency")
+    parser.add_argument("--tps", type=float, default=50.0, help="FACES_REKOGNITION_TPS")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        args.cdn_ms = float(args.cdn_ms)
+        print("RESULT " + json.dumps(measure(args)), flush=True)
+        return
+    generate(args.photos)
+    print(f"{args.engine} engine, {args.photos} photos, Graph {args.graph_ms:g} ms, {os.cpu_count()} CPUs"
+          + (f", Rekognition {args.service_ms:g} ms at {args.tps:g} TPS" if args.engine == "rekognition" else ""))
+    print(" ".join(f"{h:>{w}}" for h, (_, w) in zip(HEADERS, COLUMNS)))
+    for config in args.configs.split(","):
+        for cdn in args.cdn_ms.split(","):
+            command = [PY, __file__, "--one", config, "--cdn-ms", cdn, "--graph-ms", str(args.graph_ms),
+                       "--photos", str(args.photos), "--engine", args.engine, "--service-ms",
+                       str(args.service_ms), "--tps", str(args.tps), "--timeout", str(args.timeout)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if not found:
+                print(f"{config} at CDN {cdn} ms failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+                continue
+            row = json.loads(found[-1][len("RESULT "):])
+            print(" ".join(f"{row[key]!s:>{w}}" for key, w in COLUMNS), flush=True)
+
+
+if __name__ == "__main__":
+    main()
