@@ -27,3 +27,15 @@ class RedactTokensFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def logging_config(level: str) -> dict:
+    """Django's LOGGING: everything to the console through the token filter; chatty libraries quieter."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact_tokens": {"()": "faces_site.logging.RedactTokensFilter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {"urllib3": {"level": "WARNING"}, "botocore": {"level": "WARNING"}},
+    }

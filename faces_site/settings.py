@@ -16,6 +16,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from faces_site.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -381,19 +383,7 @@ FACES_FETCH_TIMEOUT = float(env("FACES_FETCH_TIMEOUT", "30"))
 # On a Redis broker a starting worker requeues pending posts enqueued this long ago.
 FACES_RESUME_STALE_SECONDS = float(env("FACES_RESUME_STALE_SECONDS", "60"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "faces_site.logging.RedactTokensFilter"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
-    },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "urllib3": {"level": "WARNING"},
-        "botocore": {"level": "WARNING"},
-    },
-}
+LOGGING = logging_config(env("LOG_LEVEL", "INFO"))
 
 # Videos and reels: frames sampled per second, and the limits of one video.
 FACES_VIDEO_SAMPLE_SECONDS = float(env("FACES_VIDEO_SAMPLE_SECONDS", "1.0"))
