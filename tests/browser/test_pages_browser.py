@@ -13,7 +13,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from indexing.models import Face, IndexRun, Person, Photo
-from tests.browser.conftest import login
+from tests.browser.conftest import confirm_email, login
 from tests.conftest import FIXTURES, PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -141,6 +141,9 @@ def test_first_run_and_sign_up_errors_by_their_field(page, live_server, tmp_path
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
     page.click("form button[type=submit]")
+    expect(page.locator("h1")).to_contain_text("Verify Your Email")
+    confirm_email(page, live_server, "first.run@example.com")
+    page.goto(f"{live_server.url}/")
     expect(page.locator("#greeting")).to_have_text("Welcome to Faces")
     page.click("text=Review and give consent")
     page.check("#id_agree")
