@@ -8,7 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from indexing.models import IndexRun
-from tests.conftest import FIXTURES, PASSWORD
+from tests.browser.conftest import login
+from tests.conftest import FIXTURES, make_user
 from tests.fakes.instagram import fake_instagram  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,11 +33,7 @@ def test_first_search_result_arrives_before_the_run_is_done(page, live_server, f
         FACES_INDEX_BATCH="8",
     )
     try:
-        page.goto(f"{live_server.url}/accounts/signup/")
-        page.fill("input[name=email]", "fast@example.com")
-        page.fill("input[name=password1]", PASSWORD)
-        page.fill("input[name=password2]", PASSWORD)
-        page.click("form button[type=submit]")
+        login(page, live_server, make_user("fast@example.com", consent=False).email)
         page.goto(f"{live_server.url}/consent/")
         page.check("#id_agree")
         page.click("button:has-text('I agree')")
