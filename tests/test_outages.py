@@ -9,6 +9,7 @@ nothing twice) and the cluster must still be the one that started.
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from indexing import pipeline
@@ -136,7 +138,9 @@ def test_queued_tasks_lost_with_redis_are_resumed(user, fixtures_dir, start_work
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert redis_db9.llen("django_q:faces:q") == Post.objects.filter(run=run).count() == 15
+    # Index jobs carry FACES_INDEX_BATCH posts each: every post is queued, in that many jobs.
+    assert Post.objects.filter(run=run).count() == 15
+    assert redis_db9.llen("django_q:faces:q") == math.ceil(15 / settings.FACES_INDEX_BATCH)
 
     restart_redis()
     assert redis.Redis.from_url(REDIS_URL).llen("django_q:faces:q") == 0  # the jobs are gone
