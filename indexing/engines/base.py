@@ -6,6 +6,7 @@ thresholds and people grouping never care which engine runs.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,7 @@ class PersonMatch:
     similarity: float  # 0-100
 
 
-class FaceEngine:
+class FaceEngine(ABC):
     """What every face engine does, in the style of Django's session backends.
 
     Subclasses implement the collection and face methods; the people hooks and
@@ -146,10 +147,11 @@ class FaceEngine:
         Called as a queue worker starts so the first job does not pay for it.
         """
 
+    @abstractmethod
     def ensure_collection(self, owner) -> None:
         """Make sure the owner's collection exists; idempotent and cheap when it does."""
-        raise NotImplementedError
 
+    @abstractmethod
     def index_image(self, owner, image: bytes, external_id: str, *, storage_key: str | None = None) -> IndexResult:
         """Find the faces in ``image`` and add the searchable ones to the owner's collection.
 
@@ -159,7 +161,6 @@ class FaceEngine:
         ``EngineError`` otherwise. Faces too small or poor to search are
         returned with ``searchable=False`` or in ``unindexed``.
         """
-        raise NotImplementedError
 
     def index_video(self, owner, video, external_id: str, *, poster: bytes | None = None) -> IndexResult:
         """Find the people of a video (bytes or a binary file) and add them to the owner's collection.
@@ -167,18 +168,19 @@ class FaceEngine:
         One face per track (a person in one or more moments), each with
         ``seen_at`` (seconds) and the ``frame`` (an RGB image) its box is on;
         ``poster`` (the cover image) counts as the first frame. Raises
-        ``indexing.video.VideoError`` for a video that cannot be read. Only
-        engines with ``indexes_video`` implement it.
+        ``indexing.video.VideoError`` for a video that cannot be read. Engines
+        without ``indexes_video`` refuse: the pipeline indexes their covers instead.
         """
-        raise NotImplementedError
+        raise EngineError(f"The {self.name or 'configured'} engine does not index videos.")
 
+    @abstractmethod
     def search_by_face(self, owner, face_id: str, limit: int, threshold: float) -> list[Match]:
         """Faces of the owner similar to one of their faces, best first, the face itself left out.
 
         At most ``limit`` matches, each with ``similarity >= threshold`` (0-100).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def search_by_image(
         self, owner, image: bytes, limit: int, threshold: float, face_index: int | None = None
     ) -> ImageSearch:
@@ -188,15 +190,14 @@ class FaceEngine:
         them, largest first); without it the largest face is searched. Raises
         ``NoFaceError`` when the image holds no face.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def delete_faces(self, owner, face_ids: list[str]) -> None:
         """Remove these faces from the owner's collection; unknown ids are ignored."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delete_collection(self, owner) -> None:
         """Remove the owner's whole collection (face data deletion); a missing one is fine."""
-        raise NotImplementedError
 
     # -- people hooks ------------------------------------------------------------
     # The database is the truth about people; an engine that keeps its own notion
