@@ -107,13 +107,15 @@ def test_rate_limit_every_third_call_still_lists_each_page_once(limit, user, set
         fake.stop()
 
 
-def test_media_urls_that_expire_between_listing_and_download_are_fetched_again_by_id(
-        user, fake_instagram, settings):
+def test_media_urls_expiring_a_second_after_listing_are_fetched_again_by_id(user, fake_instagram, settings):
     settings.FACES_INDEX_BATCH = 4
     library(fake_instagram, 6)
+    now = [1_900_000_000.0]
+    fake_instagram.clock = lambda: now[0]  # the CDN's clock: URLs age when the test says, not with machine speed
+    fake_instagram.media_url_ttl = 1.0
     run = link(user, fake_instagram)
     pipeline.crawl_source(run.pk)  # lists and queues; nothing is downloaded yet
-    fake_instagram.expire_media_urls()  # every listed URL now answers 403; fresh ones work
+    now[0] += 1.5  # every listed URL has expired; a URL asked for again now is good for a second of CDN time
     run_queue()
     assert_every_photo_once(run, fake_instagram)
     refetched = {r.path.strip("/") for r in fake_instagram.requests if r.path.strip("/").isdigit()}

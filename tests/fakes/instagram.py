@@ -15,6 +15,7 @@ Python that tests read and change:
     fake.revoke_token()                                        # every token -> code 190
     fake.expire_media_urls()                                   # CDN answers 403
     fake.media_url_ttl = 1.0                                   # URLs expire a second after listing
+    fake.clock = lambda: now[0]                                # ...on a clock the test moves
     fake.cdn_delay, fake.graph_delay = 0.15, 0.1               # seconds before each answer
     fake.rate_limit_every(3, code=613)                         # every 3rd Graph call refused
     fake.slow_cdn(media_id, "hang", seconds=30)                # or "trickle": a few bytes at a time
@@ -40,7 +41,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,6 +127,8 @@ class FakeInstagram:
         self.app_usage: dict[str, Any] | None = None
         self.buc_usage: dict[str, Any] | None = None
         self.media_url_ttl = 3600.0
+        # The CDN's clock for signed URLs; a test may replace it to age URLs without waiting.
+        self.clock: Callable[[], float] = time.time
         # Simulated network time (seconds) before each CDN and each API answer.
         self.cdn_delay = 0.0
         self.graph_delay = 0.0
@@ -344,7 +347,7 @@ class FakeInstagram:
     # Helpers used by the handler -----------------------------------------------------
 
     def sign(self, media: FakeMedia, ext: str) -> str:
-        expires = int(time.time() + self.media_url_ttl)
+        expires = int(self.clock() + self.media_url_ttl)
         payload = f"{media.id}{ext}:{self.url_generation}:{expires}".encode()
         sig = hmac.new(self._signing_key, payload, hashlib.sha256).hexdigest()[:32]
         return f"{self.url}/cdn/{media.id}{ext}?" + urlencode(
@@ -358,7 +361,7 @@ class FakeInstagram:
         payload = f"{name}:{gen}:{expires}".encode()
         good = hmac.new(self._signing_key, payload, hashlib.sha256).hexdigest()[:32]
         return (hmac.compare_digest(good, query.get("oh", "")) and gen == self.url_generation
-                and expires >= time.time())
+                and expires >= self.clock())
 
     def media_json(self, media: FakeMedia, fields: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
