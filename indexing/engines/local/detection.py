@@ -310,20 +310,22 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def shrink(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float]:
     """Resize down to (width, height) fast and without aliasing; returns the x and y scales.
 
-    An exact integer INTER_AREA step (OpenCV's fast path; a general INTER_AREA
-    costs far more) then bilinear for the last factor below 2. The integer step
-    may drop up to f-1 pixels at the right and bottom edges.
+    Exact halvings (INTER_AREA by 2, OpenCV's fast path: a general integer
+    INTER_AREA costs several times more) while at least a factor of 2 remains,
+    then bilinear for the last factor below 2. Each halving may drop a pixel at
+    the right and bottom edges.
     """
     h, w = pixels.shape[:2]
     if (w, h) == (width, height):
         return pixels, 1.0, 1.0
-    factor = min(w // width, h // height)
-    if factor >= 2:
-        w, h = w - w % factor, h - h % factor
-        pixels = cv2.resize(pixels[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    halved = 1  # source pixels per pixel of ``pixels`` after the halvings
+    while w // 2 >= width and h // 2 >= height:
+        w, h = w - w % 2, h - h % 2
+        pixels = cv2.resize(pixels[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        w, h, halved = w // 2, h // 2, halved * 2
     if pixels.shape[:2] != (height, width):
         pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
-    return pixels, width / w, height / h
+    return pixels, width / (w * halved), height / (h * halved)
 
 
 def square_crop(pixels: np.ndarray, row: np.ndarray, factor: float) -> tuple[np.ndarray, int, int]:
