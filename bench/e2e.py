@@ -232,11 +232,14 @@ def measure(args) -> dict:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
+    from allauth.account.models import EmailAddress
+
     from accounts.models import FaceConsent
     from indexing.models import Face, IndexRun
 
     user = get_user_model().objects.create_user(username="bench", email="bench@example.com", password=PASSWORD)
     FaceConsent.objects.create(user=user, version=settings.FACES_CONSENT_VERSION, accepted=True)
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)  # sign-in needs it
 
     photos = generate(args.photos)
     reference = [engine_alone(photos[:REFERENCE_PHOTOS], workers, int(args.tps))]

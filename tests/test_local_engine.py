@@ -20,7 +20,7 @@ from indexing.engines.local import detection, runtime, vectors
 from indexing.engines.local.engine import ALIGN_SIDE, MIN_FACE_PX, Analysis, LocalEngine, analyze
 from indexing.images import ImageError, decode_image
 from indexing.models import Face, FaceCollection, Photo, Post, Source
-from indexing.pipeline import _face_rows
+from indexing.pipeline import face_rows
 from tests.conftest import FIXTURES, ROOT
 
 
@@ -336,7 +336,7 @@ def store(owner, result: base.IndexResult, external_id: str) -> list[Face]:
     photo = Photo.objects.create(
         owner=owner, post=post, external_id=external_id, width=result.width, height=result.height
     )
-    faces = Face.objects.bulk_create(_face_rows(get_engine("local"), photo, result, thumbnails={}))
+    faces = Face.objects.bulk_create(face_rows(get_engine("local"), photo, result, thumbnails={}))
     FaceCollection.bump(owner.pk, "local")
     return faces
 

@@ -223,7 +223,7 @@ def test_deletion_during_an_import_does_not_bring_faces_back(user, fixtures_dir)
     outcomes = [pipeline._index_photo(engine, in_flight, photo) for photo in in_flight.photos.all()]
     assert outcomes[0].result.faces and outcomes[0].thumbnails
     delete_face_data(user)
-    pipeline._commit_post(engine, in_flight, outcomes)
+    pipeline.commit_posts(engine, [(in_flight, outcomes)])
     for post in queued:
         pipeline.index_post(post.pk)
     assert not Face.objects.filter(owner=user).exists()

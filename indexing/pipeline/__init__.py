@@ -1,8 +1,9 @@
 """The indexing pipeline: crawl a source, then index each post, on django-q2.
 
 ``queue`` puts jobs on the broker and names every task; ``runs`` keeps an
-IndexRun's state; ``indexer`` indexes batches of posts (``fetch`` downloads their photos); ``crawl`` enumerates a source
-and starts and resumes runs. Queued tasks and Schedule rows store
+IndexRun's state; ``indexer`` indexes batches of posts (``fetch`` downloads their
+photos, ``commit`` writes what they found); ``crawl`` enumerates a source and
+starts and resumes runs. Queued tasks and Schedule rows store
 ``indexing.pipeline.<job>`` paths (``queue.TASKS``): the names below keep them,
 and every caller, importable from the package itself.
 """
@@ -17,7 +18,8 @@ from .crawl import (
     sync_instagram_sources,
     unlink_instagram,
 )
-from .indexer import _commit_post, _face_rows, _index_photo, index_post, index_posts, reindex_photo
+from .commit import commit_posts, face_rows
+from .indexer import _index_photo, index_post, index_posts, reindex_photo
 from .queue import broker_lost_its_queue, enqueue, enqueue_later, survives_db_outage
 from .runs import (
     active_run,
@@ -30,15 +32,15 @@ from .runs import (
 )
 
 __all__ = [
-    "_commit_post",
-    "_face_rows",
     "_index_photo",
     "active_run",
     "broker_lost_its_queue",
     "cancel_run",
+    "commit_posts",
     "crawl_source",
     "enqueue",
     "enqueue_later",
+    "face_rows",
     "first_start_of_cluster",
     "index_post",
     "index_posts",

@@ -72,9 +72,6 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     IndexRun.objects.filter(pk=run.pk).update(
         status=IndexRun.Status.CRAWLING, started_at=run.started_at or timezone.now(), resume_at=None
     )
-    # Posts committed by an earlier try whose jobs never reached the broker.
-    unqueued = run.posts.filter(status=Post.Status.PENDING, enqueued_at__isnull=True).order_by("pk")
-    _queue(run, list(unqueued.values_list("pk", flat=True)), sync)
     first_crawl = source.newest_post_at is None
     try:
         if run.listed_at is None and not _list(run, sync):
@@ -95,6 +92,10 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
         _fail_run(run, f"Unexpected error while finding posts ({exc.__class__.__name__}); support has been notified.")
         raise
 
+    # Posts committed by an earlier try whose jobs never reached the broker (not
+    # before the listing ends: a page's own crawl queues its jobs after the next page's listing).
+    unqueued = run.posts.filter(status=Post.Status.PENDING, enqueued_at__isnull=True).order_by("pk")
+    _queue(run, list(unqueued.values_list("pk", flat=True)), sync)
     # Uploaded photos are posts already, and earlier failures get another try:
     # take every unfinished post of the source that is not in this run yet.
     unfinished = source.posts.filter(status__in=[Post.Status.PENDING, Post.Status.FAILED]).exclude(run=run)
@@ -129,10 +130,9 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
 def _list(run: IndexRun, sync: bool) -> bool:
     """List the source's pages from the run's cursor; False when this task should stop here.
 
-    Queued, a task lists one page and queues the next page's listing behind
-    that page's index jobs, so a single worker indexes the first photos
-    before the whole account is listed; another worker takes the next page
-    at once.
+    Queued, a task lists one page, queues the next page's listing, then that
+    page's index jobs: a single worker indexes the first photos before the
+    whole account is listed, and the next page is listed while they run.
     """
     try:
         return _list_pages(run, sync)
@@ -170,11 +170,14 @@ def _list_pages(run: IndexRun, sync: bool) -> bool:
                     post_ids.append(upserted.post.pk)
             run.add(posts_skipped=skipped)
             assigned = _assign(run, post_ids)
+        if cursor and not sync and not _cancelled(run.pk):
+            # The next page's listing goes on the queue ahead of this page's index
+            # jobs: the listing stays a page ahead and the workers never run dry.
+            enqueue(CRAWL_SOURCE, run.pk)
+            _queue(run, assigned, sync)
+            return False
         _queue(run, assigned, sync)
         if _cancelled(run.pk):
-            return False
-        if cursor and not sync:
-            enqueue(CRAWL_SOURCE, run.pk)
             return False
         if cursor and not _lease(run):
             return False

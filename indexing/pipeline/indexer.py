@@ -1,24 +1,23 @@
-"""Indexing posts: a batch per job, photos downloaded concurrently, one guarded commit per post.
+"""Indexing posts: a batch per job, photos downloaded concurrently, finished posts committed in groups.
 
 ``index_posts(post_ids)`` hands the photos of its posts to ``fetch.Fetcher``
 (many downloads in flight, a bounded number in memory) and feeds each photo
 to the engine as it arrives: inline for an engine that keeps a core busy, on
-``engine.concurrent_calls`` threads for a network-bound one. Each post, once
-all its photos are done, writes its faces, photo states and run counters in
-one transaction guarded by the post's status, so a job that dies mid-batch
-redoes only the posts not committed, and a second delivery changes nothing.
+``engine.concurrent_calls`` threads for a network-bound one. Posts whose
+photos are all done are written by ``commit.commit_posts``, a few at a time,
+each guarded by its status, so a job that dies mid-batch redoes only the
+posts not committed, and a second delivery changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
 from django.db import connections, transaction
-from django.db.models import F
-from django.utils import timezone
 
 from accounts.models import has_face_consent
 
@@ -26,11 +25,12 @@ from .. import people, storage
 from ..engines import get_engine
 from ..engines.base import Box, FaceEngine, IndexResult, RetryableEngineError
 from ..images import ImageError, decode_image
-from ..models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
+from ..models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source
 from ..sources import RateLimited, SourceError, TokenExpired
 from ..thumbnails import face_thumbnail
 from ..video import VideoError
 from . import videos
+from .commit import PhotoOutcome, commit_posts, face_rows, record_downloads
 from .fetch import Fetched, Fetcher
 from .queue import BROKER_ERRORS, DB_OUTAGE_ERRORS, INDEX_POSTS, survives_db_outage
 from .runs import _fail_run, _maybe_finish, _wait
@@ -41,15 +41,9 @@ logger = logging.getLogger(__name__)
 THUMBNAIL_SOURCE_SIDE = 1600
 # A new face takes the person of the old face it overlaps by more than this.
 SAME_FACE_IOU = 0.3
-
-
-@dataclass
-class _PhotoOutcome:
-    photo: Photo
-    result: IndexResult | None = None
-    error: str = ""
-    thumbnails: dict[str, str] | None = None
-    files: list[str] | None = None  # other stored files of this outcome (video frames)
+# Finished posts are written together once this many are ready or this long after the last write.
+COMMIT_POSTS = 8
+COMMIT_SECONDS = 1.0
 
 
 @survives_db_outage
@@ -122,10 +116,12 @@ class _Batch:
         self.expected = {post.pk: 0 for post in posts}
         for photo in self.photos:
             self.expected[photo.post_id] += 1
-        self.outcomes: dict[int, list[_PhotoOutcome]] = {post.pk: [] for post in posts}
+        self.outcomes: dict[int, list[PhotoOutcome]] = {post.pk: [] for post in posts}
         self.committed: set[int] = set()
         self.owners_with_faces: set[int] = set()
         self.downloads: list[Fetched] = []  # recorded with the next commit
+        self.ready: list[Post] = []  # posts with every photo done, not committed yet
+        self.last_commit = -math.inf
 
     def left(self) -> list[Post]:
         return [post for pk, post in self.posts.items() if pk not in self.committed]
@@ -133,9 +129,7 @@ class _Batch:
     def run(self) -> None:
         for owner in {post.owner_id: post.owner for post in self.posts.values()}.values():
             self.engine.ensure_collection(owner)
-        for pk, count in self.expected.items():
-            if not count:
-                self._commit(self.posts[pk])
+        self.ready = [self.posts[pk] for pk, count in self.expected.items() if not count]
         calls = max(1, self.engine.concurrent_calls)
         pool = ThreadPoolExecutor(calls, thread_name_prefix="engine") if calls > 1 else None
         running: set[Future] = set()
@@ -150,7 +144,7 @@ class _Batch:
                     if fetched.stored or fetched.media_url:
                         self.downloads.append(fetched)
                     if fetched.error:
-                        self._add(fetched.post, _PhotoOutcome(fetched.photo, error=fetched.error))
+                        self._add(fetched.post, PhotoOutcome(fetched.photo, error=fetched.error))
                     elif pool is None or first:
                         self._add(fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data))
                         first = False
@@ -163,9 +157,13 @@ class _Batch:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-            self._record_downloads()
+            # Finished posts are kept even when the job stops early (a rate limit, a revoked token).
+            self._commit()
+            if self.downloads:
+                record_downloads(self.downloads)
+                self.downloads = []
 
-    def _index(self, fetched: Fetched) -> tuple[Post, _PhotoOutcome]:
+    def _index(self, fetched: Fetched) -> tuple[Post, PhotoOutcome]:
         try:
             return fetched.post, _index_photo(self.engine, fetched.post, fetched.photo, fetched.data)
         finally:
@@ -178,169 +176,57 @@ class _Batch:
             post, outcome = future.result()
             self._add(post, outcome)
 
-    def _add(self, post: Post, outcome: _PhotoOutcome) -> None:
+    def _add(self, post: Post, outcome: PhotoOutcome) -> None:
         self.outcomes[post.pk].append(outcome)
         if len(self.outcomes[post.pk]) == self.expected[post.pk]:
-            self._commit(post)
+            self.ready.append(post)
+            # The first post at once (search while indexing), then in groups.
+            if len(self.ready) >= COMMIT_POSTS or time.monotonic() - self.last_commit >= COMMIT_SECONDS:
+                self._commit()
 
-    def _commit(self, post: Post) -> None:
-        with transaction.atomic():
-            self._record_downloads()
-            _commit_post(self.engine, post, self.outcomes[post.pk])
-        self.committed.add(post.pk)
-        if any(o.result and o.result.faces for o in self.outcomes[post.pk]):
-            self.owners_with_faces.add(post.owner_id)
-
-    def _record_downloads(self) -> None:
-        """New originals and fresh media URLs; each original counts as downloaded once."""
-        fetched_by_run: dict[int, int] = {}
-        for item in self.downloads:
-            if item.stored:
-                fresh = {"media_url": item.media_url} if item.media_url else {}
-                stored = Photo.objects.filter(pk=item.photo.pk, original="").update(
-                    original=item.stored, sha256=item.digest, **fresh
-                )
-                item.photo.original.name, item.photo.sha256 = item.stored, item.digest
-                if stored and item.post.run_id:
-                    fetched_by_run[item.post.run_id] = fetched_by_run.get(item.post.run_id, 0) + 1
-            elif item.media_url:
-                Photo.objects.filter(pk=item.photo.pk).update(media_url=item.media_url)
-        for run_id, count in fetched_by_run.items():
-            IndexRun.objects.filter(pk=run_id).update(photos_fetched=F("photos_fetched") + count)
-        self.downloads = []
+    def _commit(self) -> None:
+        if not self.ready:
+            return
+        finished = [(post, self.outcomes[post.pk]) for post in self.ready]
+        self.owners_with_faces |= commit_posts(self.engine, finished, self.downloads)
+        self.committed.update(post.pk for post in self.ready)
+        self.ready, self.downloads = [], []
+        self.last_commit = time.monotonic()
 
 
-def _index_photo(engine: FaceEngine, post: Post, photo: Photo, data: bytes | None = None) -> _PhotoOutcome:
+def _index_photo(engine: FaceEngine, post: Post, photo: Photo, data: bytes | None = None) -> PhotoOutcome:
     """The engine's faces of one photo, their thumbnails stored; ``data`` defaults to the stored original."""
     try:
         if photo.kind == Photo.Kind.VIDEO:  # downloads its own file: the fetcher leaves videos alone
             result, thumbnails, files = videos.index_video(engine, post, photo)
-            return _PhotoOutcome(photo, result=result, thumbnails=thumbnails, files=files)
+            return PhotoOutcome(photo, result=result, thumbnails=thumbnails, files=files)
         image = data if data is not None else storage.read(photo.original.name)
         # Only engines that read from storage take the key (the others' signature may lack it).
         kwargs = {"storage_key": photo.original.name} if engine.reads_from_storage else {}
         result = engine.index_image(post.owner, image, photo.external_id, **kwargs)
         outcome = _thumbnails(post, photo, image, result)
     except (ImageError, VideoError) as exc:
-        outcome = _PhotoOutcome(photo, error=str(exc))
+        outcome = PhotoOutcome(photo, error=str(exc))
     except (RateLimited, TokenExpired):
         raise
     except SourceError as exc:  # a video's download: expired for good, too large, too slow
-        outcome = _PhotoOutcome(photo, error=str(exc))
+        outcome = PhotoOutcome(photo, error=str(exc))
     except (RetryableEngineError, *DB_OUTAGE_ERRORS):
         raise
     except Exception as exc:  # a bug or an engine failure must not leave the post pending forever
         logger.exception("Indexing photo %s failed", photo.pk)
-        outcome = _PhotoOutcome(photo, error=f"Unexpected error while indexing ({exc.__class__.__name__}).")
+        outcome = PhotoOutcome(photo, error=f"Unexpected error while indexing ({exc.__class__.__name__}).")
     return outcome
 
 
-def _thumbnails(post: Post, photo: Photo, data: bytes, result: IndexResult) -> _PhotoOutcome:
+def _thumbnails(post: Post, photo: Photo, data: bytes, result: IndexResult) -> PhotoOutcome:
     image = result.image if result.image is not None else decode_image(data, THUMBNAIL_SOURCE_SIDE).image
     thumbnails = {
         face.face_id: storage.store_face_thumbnail(post.owner_id, face.face_id, face_thumbnail(image, face.box))
         for face in result.faces
     }
     result.image = None  # release the pixels early
-    return _PhotoOutcome(photo, result=result, thumbnails=thumbnails)
-
-
-def _commit_post(engine: FaceEngine, post: Post, outcomes: list[_PhotoOutcome]) -> None:
-    """Write faces, photo states and counters in one transaction, once per post."""
-    duplicate = False
-    replaced: list[str] = []
-    with transaction.atomic():
-        locked = Post.objects.select_for_update().filter(pk=post.pk, status=Post.Status.PENDING).first()
-        if locked is None or (
-            post.run_id and IndexRun.objects.filter(pk=post.run_id, status=IndexRun.Status.CANCELLED).exists()
-        ):
-            # Another delivery won, or the run was cancelled (also by "delete
-            # my face data") while the engine worked: keep nothing.
-            duplicate = True
-        else:
-            photos_done = faces_found = 0
-            errors = []
-            now = timezone.now()
-            for outcome in outcomes:
-                photo = outcome.photo
-                if outcome.error:
-                    errors.append(f"{photo.external_id}: {outcome.error}")
-                    Photo.objects.filter(pk=photo.pk).update(status=Photo.Status.FAILED, error=outcome.error)
-                    continue
-                result = outcome.result
-                old_faces = Face.objects.filter(photo=photo)
-                replaced += list(old_faces.values_list("engine_face_id", flat=True))
-                old_faces.delete()
-                UnindexedFace.objects.filter(photo=photo).delete()
-                faces = _face_rows(engine, photo, result, outcome.thumbnails)
-                Face.objects.bulk_create(faces)
-                UnindexedFace.objects.bulk_create(
-                    UnindexedFace(owner_id=post.owner_id, photo=photo, engine=engine.name,
-                                  reasons=info.reasons, box=info.box.as_list())
-                    for info in result.unindexed
-                )
-                Photo.objects.filter(pk=photo.pk).update(
-                    status=Photo.Status.INDEXED,
-                    error="",
-                    indexed_at=now,
-                    width=result.width,
-                    height=result.height,
-                    faces_skipped=sum(1 for f in result.faces if not f.searchable) + len(result.unindexed),
-                )
-                photos_done += 1
-                faces_found += len(faces)
-            failed = bool(errors)
-            Post.objects.filter(pk=post.pk).update(
-                status=Post.Status.FAILED if failed else Post.Status.INDEXED,
-                error="\n".join(errors),
-                indexed_at=None if failed else now,
-                attempts=F("attempts") + 1,
-            )
-            if post.run_id:
-                IndexRun.objects.filter(pk=post.run_id).update(
-                    posts_done=F("posts_done") + (0 if failed else 1),
-                    posts_failed=F("posts_failed") + (1 if failed else 0),
-                    photos_done=F("photos_done") + photos_done,
-                    faces_found=F("faces_found") + faces_found,
-                )
-            if faces_found:
-                FaceCollection.bump(post.owner_id, engine.name)
-    if replaced:
-        # Faces of an earlier indexing of the same photo leave the engine too.
-        engine.delete_faces(post.owner, replaced)
-    if duplicate:
-        # Another delivery of this task won the race: drop what this one made.
-        made = [f.face_id for o in outcomes if o.result for f in o.result.faces]
-        if made:
-            engine.delete_faces(post.owner, made)
-        for outcome in outcomes:
-            for name in [*(outcome.thumbnails or {}).values(), *(outcome.files or [])]:
-                default_storage.delete(name)
-
-
-def _face_rows(engine: FaceEngine, photo: Photo, result: IndexResult, thumbnails: dict[str, str]) -> list[Face]:
-    """Unsaved Face rows mirroring what the engine indexed in ``photo``."""
-    return [
-        Face(
-            owner_id=photo.owner_id,
-            photo=photo,
-            engine=engine.name,
-            engine_face_id=face.face_id,
-            box_x=face.box.x,
-            box_y=face.box.y,
-            box_w=face.box.w,
-            box_h=face.box.h,
-            confidence=face.confidence,
-            quality=face.quality,
-            landmarks=face.landmarks,
-            embedding=face.embedding,
-            searchable=face.searchable,
-            thumbnail=thumbnails.get(face.face_id, ""),
-            seen_at=face.seen_at,
-            frame=face.frame if isinstance(face.frame, str) else "",
-        )
-        for face in result.faces
-    ]
+    return PhotoOutcome(photo, result=result, thumbnails=thumbnails)
 
 
 def reindex_photo(engine: FaceEngine, photo: Photo) -> int:
@@ -354,7 +240,7 @@ def reindex_photo(engine: FaceEngine, photo: Photo) -> int:
     if outcome.error:
         raise ImageError(outcome.error)
     old_faces = list(photo.faces.all())
-    rows = _face_rows(engine, photo, outcome.result, outcome.thumbnails or {})
+    rows = face_rows(engine, photo, outcome.result, outcome.thumbnails or {})
     for row in rows:
         box = Box(row.box_x, row.box_y, row.box_w, row.box_h)
         overlaps = [(Box(*face.box).iou(box), face) for face in old_faces]

@@ -310,15 +310,12 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def shrink(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float]:
     """Resize down to (width, height) fast and without aliasing; returns the x and y scales.
 
-    Exact halvings (INTER_AREA by 2, OpenCV's fast path: a general integer
-    INTER_AREA costs several times more) while at least a factor of 2 remains,
-    then bilinear for the last factor below 2. Each halving may drop a pixel at
-    the right and bottom edges.
+    Exact halvings (INTER_AREA by 2: OpenCV's fast path, unlike a general
+    INTER_AREA) while a factor of 2 remains, then bilinear for the rest; each
+    halving may drop a pixel at the right and bottom edges.
     """
     h, w = pixels.shape[:2]
-    if (w, h) == (width, height):
-        return pixels, 1.0, 1.0
-    halved = 1  # source pixels per pixel of ``pixels`` after the halvings
+    halved = 1
     while w // 2 >= width and h // 2 >= height:
         w, h = w - w % 2, h - h % 2
         pixels = cv2.resize(pixels[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
