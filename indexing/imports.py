@@ -1,7 +1,7 @@
 """Bring items into a library: one upsert for Instagram, export ZIPs and uploads.
 
 Every source reduces to ``RemotePost`` items (``sources.py``) and every item
-goes through ``upsert_post``, which also stores the bytes of ZIP and upload
+goes through ``upsert_post`` (a listed page's new posts in bulk: ``upsert_posts``), which also stores the bytes of ZIP and upload
 photos and skips those already in the library. Uploaded photos are upserted at
 once, while the request still has their bytes; an export ZIP is stored whole
 and read by the crawl. The pipeline calls into this module, never the reverse:
@@ -48,6 +48,50 @@ class UploadSummary:
     added: int = 0
     duplicates: int = 0
     rejected: list[str] = field(default_factory=list)
+
+
+def upsert_posts(source: Source, remotes: list[RemotePost]) -> list[Upserted]:
+    """``upsert_post`` for each of a listed page, in order; the page's new posts in bulk.
+
+    A first crawl lists only new posts: creating them and their photos with a
+    few bulk inserts keeps the listing ahead of many workers. Posts already in
+    the library, and items with bytes to store, take ``upsert_post``.
+    """
+    known = set(
+        Post.objects.filter(source=source, external_id__in=[r.external_id for r in remotes])
+        .values_list("external_id", flat=True)
+    )
+    fresh: dict[str, RemotePost] = {}
+    for remote in remotes:
+        if remote.external_id not in known and remote.external_id not in fresh and (
+            remote.skip_reason or (remote.photos and all(p.load is None for p in remote.photos))
+        ):
+            fresh[remote.external_id] = remote
+    created: dict[str, Post] = {}
+    if fresh:
+        with transaction.atomic():  # one crawl at a time claims a page; a clash would roll back all of it
+            posts = Post.objects.bulk_create(
+                Post(source=source, owner_id=source.owner_id, external_id=r.external_id, media_type=r.media_type,
+                     permalink=r.permalink, caption=r.caption, timestamp=r.timestamp,
+                     status=Post.Status.SKIPPED if r.skip_reason else Post.Status.PENDING, error=r.skip_reason)
+                for r in fresh.values()
+            )
+            created = {post.external_id: post for post in posts}
+            Photo.objects.bulk_create(
+                Photo(post=created[r.external_id], owner_id=source.owner_id, external_id=p.external_id,
+                      position=p.position, kind=p.kind, media_url=p.media_url, video_url=p.video_url)
+                for r in fresh.values() if not r.skip_reason for p in r.photos
+            )
+    out = []
+    for remote in remotes:
+        post = created.pop(remote.external_id, None)
+        if post is None:
+            out.append(upsert_post(source, remote))
+        elif remote.skip_reason:
+            out.append(Upserted(skipped=True, skipped_post=post))
+        else:
+            out.append(Upserted(post=post))
+    return out
 
 
 def upsert_post(source: Source, remote: RemotePost) -> Upserted:

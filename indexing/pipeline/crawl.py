@@ -2,7 +2,7 @@
 
 ``crawl_source(run_id)`` lists a source's posts (Instagram Graph API pages,
 export ZIP or uploaded photos), upserts Post and Photo rows through
-``imports.upsert_post`` and enqueues ``index_posts`` batches as each page is
+``imports.upsert_posts`` and enqueues ``index_posts`` batches as each page is
 committed, so indexing starts before the listing ends. An Instagram page, its
 posts and the run's cursor commit together: a crawl that runs again (after a
 rate-limit wait, a killed worker or a restart) resumes after the last page it
@@ -27,7 +27,7 @@ from .. import people
 from ..crawlers import instagram_media_ids, iter_source_pages
 from ..deletion import delete_posts, inactive_users
 from ..engines import get_engine
-from ..imports import upsert_post
+from ..imports import upsert_posts
 from ..models import IndexRun, Photo, Post, Source
 from ..sources import RateLimited, SourceError, TokenExpired
 from .indexer import index_post, index_posts
@@ -161,8 +161,7 @@ def _list_pages(run: IndexRun, sync: bool) -> bool:
                     return False
                 run.cursor, run.pages_listed = cursor, run.pages_listed + 1
             post_ids, skipped = [], 0
-            for remote in remotes:
-                upserted = upsert_post(source, remote)
+            for upserted in upsert_posts(source, remotes):
                 skipped += upserted.skipped
                 if upserted.skipped_post is not None:  # listed on the run with its reason
                     Post.objects.filter(pk=upserted.skipped_post.pk).update(run=run)
