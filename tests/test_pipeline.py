@@ -266,3 +266,51 @@ def test_tasks_queued_under_the_old_module_paths_still_run(user, fixtures_dir):
     run.refresh_from_db()
     assert run.status == IndexRun.Status.DONE and run.posts_done == 1
     assert Face.objects.filter(owner=user).count() == 1
+
+
+def test_a_listed_page_upserts_in_bulk_exactly_like_post_by_post(user):
+    """New, known, copyright-skipped, photo-less and repeated items: the same rows and outcomes both ways."""
+    import datetime as dt
+
+    from indexing.imports import upsert_post, upsert_posts
+    from indexing.models import Source
+    from indexing.sources import RemotePhoto, RemotePost
+
+    when = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc)
+
+    def page(prefix: str) -> list[RemotePost]:
+        def photo(n: int, kind: str = "image") -> RemotePhoto:
+            return RemotePhoto(f"{prefix}p{n}", position=n, media_url=f"https://cdn.example/{n}.jpg", kind=kind,
+                               video_url="https://cdn.example/v.mp4" if kind == "video" else "")
+        return [
+            RemotePost(f"{prefix}known", photos=[photo(0)], caption="now with a caption"),
+            RemotePost(f"{prefix}new", photos=[photo(1)], caption="a", timestamp=when, permalink="https://ig/p/1"),
+            RemotePost(f"{prefix}album", "CAROUSEL_ALBUM", photos=[photo(2), photo(3, "video")]),
+            RemotePost(f"{prefix}flagged", skip_reason="no media_url (copyright-flagged)"),
+            RemotePost(f"{prefix}empty"),
+            RemotePost(f"{prefix}new", photos=[photo(1)], caption="a", timestamp=when, permalink="https://ig/p/1"),
+        ]
+
+    def rows(source: Source, prefix: str) -> list[tuple]:
+        posts = [(p.external_id.removeprefix(prefix), p.status, p.error, p.media_type, p.caption, p.timestamp,
+                  p.permalink) for p in Post.objects.filter(source=source).order_by("external_id")]
+        photos = [(p.external_id.removeprefix(prefix), p.post.external_id.removeprefix(prefix), p.position, p.kind,
+                   p.media_url, p.video_url, p.status)
+                  for p in Photo.objects.filter(post__source=source).order_by("external_id")]
+        return [posts, photos]
+
+    def outcomes(found, prefix: str) -> list[tuple]:
+        name = lambda post: post.external_id.removeprefix(prefix) if post else None  # noqa: E731
+        return [(name(u.post), u.skipped, name(u.skipped_post), u.added, u.duplicates) for u in found]
+
+    results = {}
+    for prefix, bulk in (("a-", True), ("b-", False)):
+        source = Source.objects.create(owner=user, kind=Source.Kind.INSTAGRAM, name=prefix)
+        upsert_post(source, RemotePost(f"{prefix}known", photos=[RemotePhoto(f"{prefix}p0")]))
+        listed = page(prefix)
+        found = upsert_posts(source, listed) if bulk else [upsert_post(source, remote) for remote in listed]
+        results[bulk] = (outcomes(found, prefix), rows(source, prefix))
+    assert results[True] == results[False]
+    found, (posts, photos) = results[True]
+    assert [f[0] for f in found] == ["known", "new", "album", None, None, "new"]
+    assert len(posts) == 4 and len(photos) == 4  # known, new, album, flagged; the empty item leaves nothing
