@@ -29,7 +29,7 @@ throwaway_django("faces-bench-")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from indexing.engines.local import detection, runtime, vectors  # noqa: E402
+from indexing.engines.local import alignment, detection, runtime, vectors  # noqa: E402
 from indexing.engines.local.engine import ALIGN_SIDE, AnalyzedFace, LocalEngine, analyze  # noqa: E402
 from indexing.images import decode_image, encode_jpeg  # noqa: E402
 from indexing.thumbnails import face_thumbnail  # noqa: E402
@@ -116,7 +116,7 @@ def stages(batch: list[bytes]) -> dict[str, float]:
         t2 = time.perf_counter()
         faces = []
         for row in rows:
-            vector = engine.embed(detection.aligned_face(pixels, row))
+            vector = engine.embed(alignment.aligned_face(pixels, row))
             faces.append(AnalyzedFace(
                 box=detection.relative_box(row, pixels.shape), confidence=float(row[14]) * 100,
                 landmarks=[], quality=0, searchable=True, embedding=vector.tobytes(),

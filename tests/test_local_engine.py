@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from indexing.engines import base, get_engine
-from indexing.engines.local import detection, runtime, vectors
+from indexing.engines.local import alignment, detection, runtime, vectors
 from indexing.engines.local.engine import ALIGN_SIDE, MIN_FACE_PX, Analysis, LocalEngine, analyze
 from indexing.images import ImageError, decode_image
 from indexing.models import Face, FaceCollection, Photo, Post, Source
@@ -292,8 +292,8 @@ def test_alignment_and_embedding_match_opencvs_own_sface():
             shifted[1:14:2] -= y0
             bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
             theirs = reference.alignCrop(bgr, shifted)
-            transform = detection.similarity_transform(
-                shifted[4:14].reshape(5, 2).astype(np.float64), detection.ARCFACE_POINTS
+            transform = alignment.similarity_transform(
+                shifted[4:14].reshape(5, 2).astype(np.float64), alignment.ARCFACE_POINTS
             )
             ours = cv2.warpAffine(bgr, transform, (112, 112), flags=cv2.INTER_LINEAR)
             assert np.mean(np.abs(ours.astype(int) - theirs)) < 0.01
@@ -308,9 +308,9 @@ def test_similarity_transform_recovers_a_known_one():
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     source = rng.uniform(0, 100, (5, 2))
     target = source @ (scale * rotation).T + shift
-    transform = detection.similarity_transform(source, target)
+    transform = alignment.similarity_transform(source, target)
     assert np.allclose(transform[:, :2], scale * rotation) and np.allclose(transform[:, 2], shift)
-    mirrored = detection.similarity_transform(source, target * [-1, 1])  # never a reflection
+    mirrored = alignment.similarity_transform(source, target * [-1, 1])  # never a reflection
     assert np.linalg.det(mirrored[:, :2]) > 0
 
 

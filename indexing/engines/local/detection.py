@@ -17,9 +17,8 @@ Per image, ``analyze`` (in ``engine``) runs these steps on the decoded pixels:
    candidates need ``TURN_SCORE`` (0.7), and a quarter turn that shows a face
    is run again at ``DETECT_SIDE``, for the small faces of a sideways photo.
 3. Each candidate is re-detected in a square crop of twice its box resized to
-   ``VERIFY_SIDE`` (96), and kept if YuNet scores it >= 0.8 there too. Real
-   faces score 0.87-0.94 in that crop; the dog that YuNet takes for a face in
-   ``noface/dogs.jpg`` (0.88 at full scale) scores 0.72. Faces from a turned
+   ``VERIFY_SIDE`` (96), and kept if YuNet scores it >= 0.8 there too (real
+   faces score higher there, the dog of ``noface/dogs.jpg`` lower). Faces from a turned
    pass are checked in a crop turned upright by their landmarks' roll. An
    upright candidate that fails is tried again turned by ``RETRY_ANGLES`` (30
    and 45 degrees either way, nearest its landmarks' roll first): YuNet still
@@ -31,10 +30,7 @@ Per image, ``analyze`` (in ``engine``) runs these steps on the decoded pixels:
    tell a face from the same face upside down in a turned pass.
 5. Faces kept at an angle get their landmarks again from a crop turned by that
    angle (``REFINE_SIDE``, 160), where YuNet sees them nearly upright.
-6. Alignment of the five landmarks (``similarity_transform``, as OpenCV's
-   ``alignCrop``) on a crop of the decoded image, shrunk (area filter) so the
-   face is at most ``ALIGN_FACE`` (112) px: full resolution for small faces,
-   no aliasing for big ones. The similarity transform undoes any roll.
+6. Alignment for SFace: ``alignment``.
 
 YuNet's output is decoded exactly as OpenCV's ``FaceDetectorYN`` decodes it
 (tests compare the two). Faces come largest first (ties: left to right, then
@@ -44,6 +40,7 @@ top to bottom). ``DetectOptions`` holds the settings, so the benchmark can price
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,14 +66,7 @@ REFINE_SIDE = 160  # crop (twice the box) that faces kept at an angle get landma
 OVERLAP = 0.5  # share of the smaller box inside a better face that drops it
 NMS_THRESHOLD = 0.3
 TOP_K = 5000
-ALIGN_FACE = 112  # largest face box (px) alignCrop gets: SFace's input size
 YUNET_STRIDES = (8, 16, 32)
-
-# Where SFace (like ArcFace) expects the five landmarks in its 112x112 input.
-ARCFACE_POINTS = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
-)
-
 
 def decode_yunet(outputs: list[np.ndarray], padded_width: int, min_score: float) -> np.ndarray:
     """YuNet's raw outputs to face rows, as OpenCV's ``FaceDetectorYN`` decodes them.
@@ -120,6 +110,7 @@ class DetectOptions:
 
 
 OPTIONS = DetectOptions()
+_half: tuple = (None, None)  # (weak reference to an image, that image at half size)
 
 
 @dataclass
@@ -338,53 +329,32 @@ def square_crop(pixels: np.ndarray, row: np.ndarray, factor: float) -> tuple[np.
     return crop, x0, y0
 
 
+def half_size(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` halved (exact INTER_AREA), made once per image: big faces are cut from it."""
+    global _half
+    ref, half = _half
+    if ref is None or ref() is not pixels:
+        h, w = pixels.shape[:2]
+        half = cv2.resize(pixels[: h - h % 2, : w - w % 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        _half = (weakref.ref(pixels), half)
+    return half
+
+
+def face_source(pixels: np.ndarray, row: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image and row to cut a face from: the half-size image when the face is ``side`` px there."""
+    if max(row[2], row[3]) * 0.5 < side or min(pixels.shape[:2]) < 2:
+        return pixels, row
+    scaled = row.copy()
+    scaled[:14] *= 0.5
+    return half_size(pixels), scaled
+
+
 def _verify(models: FaceModels, pixels: np.ndarray, row: np.ndarray) -> float:
     """YuNet's score for the same face in a canonical crop (face about half of it)."""
+    pixels, row = face_source(pixels, row, VERIFY_SIDE / 2)
     crop, _, _ = square_crop(pixels, row, 2.0)
     crop, _, _ = shrink(crop, VERIFY_SIDE, VERIFY_SIDE)
     return _centre_score(models.verify(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)), VERIFY_SIDE)[0]
-
-
-def aligned_face(pixels: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """SFace's 112x112 aligned face (BGR), cut from a crop shrunk to about ALIGN_FACE."""
-    crop, x0, y0 = square_crop(pixels, row, 2.0)
-    factor = min(1.0, ALIGN_FACE / float(max(row[2], row[3])))
-    points = row[4:14].reshape(5, 2).astype(np.float64) - (x0, y0)
-    if factor < 1.0:
-        side = max(1, round(crop.shape[0] * factor))
-        crop, sx, _ = shrink(crop, side, side)
-        points *= sx
-    transform = similarity_transform(points, ARCFACE_POINTS)
-    bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
-    return cv2.warpAffine(bgr, transform, (112, 112), flags=cv2.INTER_LINEAR)
-
-
-def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The 2x3 rotation + uniform scale + shift taking ``source`` points nearest to ``target``.
-
-    Umeyama's least-squares estimate, as OpenCV's ``FaceRecognizerSF.alignCrop`` computes it.
-    """
-    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
-    source_centered, target_centered = source - source_mean, target - target_mean
-    covariance = target_centered.T @ source_centered / len(source)
-    signs = np.array([1.0, -1.0 if np.linalg.det(covariance) < 0 else 1.0])
-    u, singular, vt = np.linalg.svd(covariance)
-    rotation = u @ np.diag(signs) @ vt
-    variance = source_centered.var(axis=0).sum()
-    scale = float(singular @ signs / variance) if variance > 1e-12 else 1.0
-    transform = np.empty((2, 3))
-    transform[:, :2] = scale * rotation
-    transform[:, 2] = target_mean - scale * rotation @ source_mean
-    return transform
-
-
-def face_quality(aligned_bgr: np.ndarray, side_px: float) -> float:
-    """0-100 from the face's size (full marks at 80 px) and the aligned crop's sharpness."""
-    gray = cv2.cvtColor(aligned_bgr, cv2.COLOR_BGR2GRAY)
-    sharpness = float(cv2.Laplacian(gray, cv2.CV_32F).var())
-    size_score = min(1.0, side_px / 80.0)
-    sharp_score = min(1.0, sharpness / 150.0)
-    return round(100.0 * math.sqrt(size_score * sharp_score), 1)
 
 
 def clip(value: float) -> float:

@@ -32,7 +32,8 @@ from ..base import (
     NoFaceError,
     QueryFace,
 )
-from .detection import DetectOptions, aligned_face, clip, face_quality, find_faces, relative_box, shrink
+from .alignment import aligned_face, face_quality
+from .detection import DetectOptions, clip, find_faces, relative_box, shrink
 from .runtime import ensure_threads, face_models
 from .vectors import EMBEDDING_BYTES, ENGINE, MatrixCache, search_matrix
 from .video import index_tracks
