@@ -68,6 +68,7 @@ NMS_THRESHOLD = 0.3
 TOP_K = 5000
 YUNET_STRIDES = (8, 16, 32)
 
+
 def decode_yunet(outputs: list[np.ndarray], padded_width: int, min_score: float) -> np.ndarray:
     """YuNet's raw outputs to face rows, as OpenCV's ``FaceDetectorYN`` decodes them.
 
