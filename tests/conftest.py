@@ -74,6 +74,19 @@ def make_user(email: str, consent: bool = True):
     return user
 
 
+def make_staff(email: str, *, superuser: bool = False, support: bool = False):
+    """A staff account without face consent: a superuser, or a member of the Support group."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    staff = make_user(email, consent=False)
+    get_user_model().objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=superuser)
+    if support:
+        staff.groups.add(Group.objects.get(name="Support"))
+    staff.refresh_from_db()
+    return staff
+
+
 @pytest.fixture
 def user(db):
     return make_user("alice@example.com")

@@ -27,7 +27,7 @@ from indexing.deletion import delete_face_data, delete_inactive_face_data
 from indexing.engines import get_engine
 from indexing.imports import import_photos
 from indexing.models import Face, FaceCollection, IndexRun, Person, Photo, Post, Source, UnindexedFace
-from tests.conftest import make_user
+from tests.conftest import make_staff, make_user
 from tests.test_limits import export_zip
 
 pytestmark = pytest.mark.django_db
@@ -328,10 +328,7 @@ def test_daily_sync_leaves_inactive_accounts_alone(settings):
 
 @pytest.fixture
 def superuser(db):
-    staff = make_user("root@example.com", consent=False)
-    User.objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=True)
-    staff.refresh_from_db()
-    return staff
+    return make_staff("root@example.com", superuser=True)
 
 
 @pytest.fixture

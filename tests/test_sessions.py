@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
 from accounts.models import UserSession
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -45,14 +44,13 @@ def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(user, othe
     assert stored_keys(user) == {laptop.session.session_key}
     assert laptop.get(reverse("privacy")).status_code == 200
     assert phone.get(reverse("privacy")).status_code == 302
-    assert len(stored_keys(other_user)) == 1
+    assert stored_keys(other_user) == {bob.session.session_key}  # nobody else's
     signed_in(user, NEW_PASSWORD)
 
 
 def test_a_password_set_by_staff_signs_the_user_out_everywhere(user):
     laptop = signed_in(user)
-    staff = make_user("root@example.com", consent=False)
-    get_user_model().objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=True)
+    staff = make_staff("root@example.com", superuser=True)
     admin = signed_in(staff)
     response = admin.post(reverse("admin:auth_user_password_change", args=[user.pk]),
                           {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
@@ -14,7 +13,7 @@ from django_q.models import Failure, OrmQ
 from accounts.consent import CONSENT_POINTS
 from accounts.models import StaffAccessLog
 from indexing.models import IndexRun, Post, Source
-from tests.conftest import make_user
+from tests.conftest import make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -23,11 +22,7 @@ User = get_user_model()
 
 @pytest.fixture
 def support_user(db):
-    staff = make_user("support@example.com", consent=False)
-    User.objects.filter(pk=staff.pk).update(is_staff=True)
-    staff.refresh_from_db()
-    staff.groups.add(Group.objects.get(name="Support"))
-    return staff
+    return make_staff("support@example.com", support=True)
 
 
 @pytest.fixture
@@ -39,11 +34,10 @@ def support_client(support_user):
 
 @pytest.fixture
 def root_client(db):
-    root = make_user("root@example.com", consent=False)
-    User.objects.filter(pk=root.pk).update(is_staff=True, is_superuser=True)
+    root = make_staff("root@example.com", superuser=True)
     client = Client()
     client.force_login(root)
-    client.user = User.objects.get(pk=root.pk)
+    client.user = root
     return client
 
 

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from indexing.models import IndexRun, Source
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, make_staff, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_runs_list_fits_1280_px_with_progress_and_failures(page, live_server):
-    staff = make_user("support.person@example.com", consent=False)
-    get_user_model().objects.filter(pk=staff.pk).update(is_staff=True)
-    staff.groups.add(Group.objects.get(name="Support"))
+    staff = make_staff("support.person@example.com", support=True)
     owner = make_user("a.rather.long.address.for.a.customer@example-photos.com")
     source = Source.objects.create(owner=owner, kind=Source.Kind.EXPORT,
                                    name="Instagram export instagram-someone-2026-11-30-AbCdEfGh.zip")

@@ -20,13 +20,7 @@ def test_connect_instagram_crawl_and_search(page, live_server, fake_instagram, s
                                                "noface/eagle.jpg"], caption="Carousel day")
     fake_instagram.add_post("VIDEO", ["people/joe_biden/2.jpg"], caption="A video")
     fake_instagram.add_post("IMAGE", ["people/joe_biden/1.jpg"], copyright_flagged=True)
-    start_worker(
-        INSTAGRAM_AUTH_URL=fake_instagram.url,
-        INSTAGRAM_API_URL=fake_instagram.url,
-        INSTAGRAM_GRAPH_URL=fake_instagram.url,
-        INSTAGRAM_CLIENT_ID=fake_instagram.client_id,
-        INSTAGRAM_CLIENT_SECRET=fake_instagram.client_secret,
-    )
+    start_worker(**fake_instagram.env())
 
     page.goto(f"{live_server.url}/accounts/signup/")
     page.fill("input[name=email]", "insta@example.com")

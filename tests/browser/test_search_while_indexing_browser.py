@@ -24,11 +24,7 @@ def test_first_search_result_arrives_before_the_run_is_done(page, live_server, f
         fake_instagram.add_post("IMAGE", ["people/kit_harington/2.jpg"], caption=f"Post {n}")
     fake_instagram.cdn_delay, fake_instagram.graph_delay = 0.15, 0.1
     start_worker(
-        INSTAGRAM_AUTH_URL=fake_instagram.url,
-        INSTAGRAM_API_URL=fake_instagram.url,
-        INSTAGRAM_GRAPH_URL=fake_instagram.url,
-        INSTAGRAM_CLIENT_ID=fake_instagram.client_id,
-        INSTAGRAM_CLIENT_SECRET=fake_instagram.client_secret,
+        **fake_instagram.env(),
         FACES_FETCH_TIMEOUT="300",
         FACES_INDEX_BATCH="8",
     )

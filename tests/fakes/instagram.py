@@ -171,6 +171,16 @@ class FakeInstagram:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def env(self) -> dict[str, str]:
+        """Environment for a worker process that should use this fake."""
+        return {
+            "INSTAGRAM_AUTH_URL": self.url,
+            "INSTAGRAM_API_URL": self.url,
+            "INSTAGRAM_GRAPH_URL": self.url,
+            "INSTAGRAM_CLIENT_ID": self.client_id,
+            "INSTAGRAM_CLIENT_SECRET": self.client_secret,
+        }
+
     # Test controls -------------------------------------------------------------
 
     def _new_id(self) -> str:
