@@ -32,7 +32,7 @@ from ..models import IndexRun, Photo, Post, Source
 from ..sources import RateLimited, SourceError, TokenExpired
 from .indexer import index_post, index_posts
 from .queue import CRAWL_SOURCE, DB_OUTAGE_ERRORS, RESUME_JOB, enqueue, enqueue_later, survives_db_outage
-from .runs import _cancelled, _fail_run, _maybe_finish, _wait, active_run, cancel_run, queue_posts
+from .runs import _cancelled, _fail_run, _maybe_finish, _wait, active_run, cancel_run, post_batches, queue_posts
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ def crawl_source(run_id: int, sync: bool = False) -> None:
     IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.CRAWLING).update(status=IndexRun.Status.INDEXING)
     if sync:
         pending = list(run.posts.filter(status=Post.Status.PENDING).order_by("pk").values_list("pk", flat=True))
-        for start in range(0, len(pending), settings.FACES_INDEX_BATCH):
-            index_posts(pending[start:start + settings.FACES_INDEX_BATCH], sync=True)
+        for batch in post_batches(pending):
+            index_posts(batch, sync=True)
     finished = _maybe_finish(run.pk)
     if get_engine().groups_faces:
         if sync:

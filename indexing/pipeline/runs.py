@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.cache import cache
@@ -70,14 +71,19 @@ def queue_posts(post_ids: list[int]) -> int:
     ``enqueued_at`` is set once a job is on the broker, so a crawl or resume
     that finds pending posts without it knows they still need queueing.
     """
-    size = max(1, settings.FACES_INDEX_BATCH)
     jobs = 0
-    for start in range(0, len(post_ids), size):
-        batch = list(post_ids[start:start + size])
+    for batch in post_batches(post_ids):
         enqueue(INDEX_POSTS, batch)
         Post.objects.filter(pk__in=batch).update(enqueued_at=timezone.now())
         jobs += 1
     return jobs
+
+
+def post_batches(post_ids: list[int]) -> Iterator[list[int]]:
+    """``post_ids`` in index jobs' batches of ``FACES_INDEX_BATCH``, in order."""
+    size = max(1, settings.FACES_INDEX_BATCH)
+    for start in range(0, len(post_ids), size):
+        yield list(post_ids[start:start + size])
 
 
 def _wait(run: IndexRun, exc: RateLimited, task: str, arg: int | list[int]) -> None:
