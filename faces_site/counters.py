@@ -91,7 +91,9 @@ def release(key: str, token: str, period: float) -> None:
 def _redis_hit(backend: RedisCache, key: str, amount: int, period: float, token: str) -> tuple[bool, float]:
     full_key = backend.make_and_validate_key(key)
     client = backend._cache.get_client(full_key, write=True)
-    counted, value = client.eval(SLIDING_WINDOW_LUA, 1, full_key, amount, period, token)
+    # EVALSHA: the script's text goes to the server once, not with every request.
+    script = client.register_script(SLIDING_WINDOW_LUA)
+    counted, value = script(keys=[full_key], args=[amount, period, token])
     return bool(int(counted)), float(value)
 
 
