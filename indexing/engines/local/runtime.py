@@ -112,14 +112,14 @@ def _session(model: bytes, threads: int, dynamic_size: bool = False):
     The files list their weights as graph inputs too (an old exporter's habit),
     which onnxruntime would require at every call: dropped. Their int8 weights
     are expanded to float32 once here, not at every call, and some use a block
-    size with a single scale, which onnxruntime refuses. PRelu is split into
-    faster operators. ``dynamic_size`` frees YuNet's fixed 640x640 input so
-    that any padded size runs.
+    size with a single scale, which onnxruntime refuses. PRelu is rewritten
+    into operators that its layout pass fuses (``_rewrite_prelu``).
+    ``dynamic_size`` frees YuNet's fixed 640x640 input so that any padded size runs.
     """
     graph_model = onnx.load_from_string(model)
     graph = graph_model.graph
     _fold_int8_weights(graph)
-    _split_prelu(graph)
+    _rewrite_prelu(graph)
     weights = {initializer.name for initializer in graph.initializer}
     used = {name for node in graph.node for name in node.input}
     inputs = [value for value in graph.input if value.name not in weights and value.name in used]
@@ -166,31 +166,67 @@ def _fold_int8_weights(graph) -> None:
     del graph.value_info[:]  # shapes recorded for the removed nodes' outputs
 
 
-def _split_prelu(graph) -> None:
-    """Rewrite PRelu(x, slope) as Relu(x) + slope * Min(x, 0): the same numbers, sooner.
+def _rewrite_prelu(graph) -> None:
+    """Rewrite PRelu(x, slope) as x + (1 - slope) * Relu(-x): the same numbers, sooner.
 
     onnxruntime 1.31 runs PRelu with SFace's per-channel slopes on a slow
-    broadcasting path; its Relu, Min, Mul and Add are vectorized, and give
-    bit for bit the same result.
+    broadcasting path, and it cannot fuse PRelu into the convolution before it.
+    Per-channel factors written as BatchNormalization (scale only) are another
+    story: its NCHWc layout pass turns them into 1x1 depthwise convolutions and
+    fuses the Relu and the Add into them, so each PRelu costs two fused passes
+    in the blocked layout instead of four plain ones with layout changes in
+    between. Slopes that are not one per channel get Relu(x) + slope * Min(x, 0).
     """
-    if not any(node.op_type == "PRelu" for node in graph.node):
-        return
-    zero = "faces_prelu_zero"
-    graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+    values = {initializer.name: initializer for initializer in graph.initializer}
     nodes = []
     for node in graph.node:
         if node.op_type != "PRelu":
             nodes.append(node)
             continue
-        (x, slope), out = node.input, node.output[0]
-        nodes += [
-            helper.make_node("Relu", [x], [f"{out}_positive"]),
-            helper.make_node("Min", [x, zero], [f"{out}_negative"]),
-            helper.make_node("Mul", [f"{out}_negative", slope], [f"{out}_scaled"]),
-            helper.make_node("Add", [f"{out}_positive", f"{out}_scaled"], [out]),
-        ]
+        (x, slope_name), out = node.input, node.output[0]
+        slope = numpy_helper.to_array(values[slope_name]) if slope_name in values else None
+        if slope is not None and slope.ndim == 3 and slope.shape[1:] == (1, 1):
+            nodes += _prelu_as_scales(graph, x, slope.reshape(-1), out)
+        else:
+            nodes += _prelu_as_elementwise(graph, x, slope_name, out)
     del graph.node[:]
     graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [initializer for initializer in graph.initializer if initializer.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _prelu_as_scales(graph, x: str, slope: np.ndarray, out: str) -> list:
+    """x + (1 - slope) * Relu(-x), the factors as BatchNormalization nodes (layout-friendly)."""
+    return [
+        _channel_scale(graph, x, -np.ones_like(slope), f"{out}_negated"),
+        helper.make_node("Relu", [f"{out}_negated"], [f"{out}_negative"]),
+        _channel_scale(graph, f"{out}_negative", 1.0 - slope, f"{out}_scaled"),
+        helper.make_node("Add", [f"{out}_scaled", x], [out]),
+    ]
+
+
+def _channel_scale(graph, x: str, scale: np.ndarray, out: str):
+    """A BatchNormalization node that multiplies each channel of ``x`` by ``scale`` (exactly)."""
+    channels = len(scale)
+    names = [f"{out}_scale", f"{out}_bias", f"{out}_mean", f"{out}_var"]
+    arrays = [scale, np.zeros(channels), np.zeros(channels), np.ones(channels)]
+    graph.initializer.extend(numpy_helper.from_array(a.astype(np.float32), n) for n, a in zip(names, arrays))
+    return helper.make_node("BatchNormalization", [x, *names], [out], epsilon=0.0)
+
+
+def _prelu_as_elementwise(graph, x: str, slope: str, out: str) -> list:
+    """Relu(x) + slope * Min(x, 0), for any slope shape."""
+    zero = "faces_prelu_zero"
+    if not any(initializer.name == zero for initializer in graph.initializer):
+        graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+    return [
+        helper.make_node("Relu", [x], [f"{out}_positive"]),
+        helper.make_node("Min", [x, zero], [f"{out}_negative"]),
+        helper.make_node("Mul", [f"{out}_negative", slope], [f"{out}_scaled"]),
+        helper.make_node("Add", [f"{out}_positive", f"{out}_scaled"], [out]),
+    ]
 
 
 def dequantize(
