@@ -16,29 +16,10 @@ from pathlib import Path
 
 import dj_database_url
 
+from faces_site.environment import default_workers, env, env_bool, env_int, env_list
 from faces_site.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
 FACES_DATA_DIR = Path(env("FACES_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -322,7 +303,7 @@ FACES_PERMISSIONS_POLICY = "camera=(self), microphone=(), geolocation=()"
 # idempotent, so a second delivery is harmless.
 Q_CLUSTER = {
     "name": "faces",
-    "workers": env_int("FACES_WORKERS", 1),
+    "workers": env_int("FACES_WORKERS", default_workers()),
     # A worker is replaced after this many tasks (bounds leaks); each start loads
     # the face models (~0.35 s), so not too often: 1000 index jobs are ~40 s of work.
     "recycle": 1000,

@@ -125,6 +125,7 @@ def worker_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "FACES_Q_TIMEOUT": "60",
         "FACES_Q_RETRY": "90",
+        "FACES_WORKERS": "1",  # tests that need more say so
     }
     env.update(extra)
     return env
