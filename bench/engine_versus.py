@@ -2,11 +2,11 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/engine_versus.py [--rev fd28fdf] [--rounds 4] [--processes 2]
+    .venv/bin/python bench/engine_versus.py [--rev fd28fdf] [--rounds 6] [--processes 2] [--repeat 3]
 
 The revision is checked out into a temporary git worktree (removed afterwards)
 and both trees index the same 1080 px fixtures (``engine.photos``: people/,
-groups/ and noface/, JPEG) the way ``engine.py`` does: ``index_image`` plus a
+groups/ and noface/, JPEG; ``--repeat`` times a round) the way ``engine.py`` does: ``index_image`` plus a
 thumbnail per face, in a pool of N spawned single-threaded processes per
 tree. Rounds alternate between the trees (A B A B ...), so a shared machine's
 drift falls on both; printed are each round's photos/s, the medians and their
@@ -88,10 +88,11 @@ def rate(pool, batch: list[bytes]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default=BEFORE_RECALL, help="the other revision (default: before issue 16)")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="the fixtures this many times a round")
     args = parser.parse_args()
-    batch = photos()
+    batch = photos() * args.repeat
     worktree = Path(tempfile.mkdtemp(prefix="faces-rev-"))
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.rev],
                    check=True, capture_output=True)
@@ -103,7 +104,7 @@ def main() -> None:
         for name, pool in pools.items():  # warm up: models loaded, first calls made
             pool.map(_index_one, batch[: 2 * args.processes], chunksize=1)
         rates: dict[str, list[float]] = {name: [] for name in pools}
-        print(f"{len(batch)} photos at {LONG_SIDE} px, {args.processes} processes per tree, "
+        print(f"{len(batch) // args.repeat} photos x {args.repeat} at {LONG_SIDE} px, {args.processes} processes per tree, "
               f"load average {os.getloadavg()[0]:.2f}")
         for round_ in range(args.rounds):
             order = list(pools) if round_ % 2 == 0 else list(reversed(pools))
@@ -113,7 +114,7 @@ def main() -> None:
             print(f"round {round_ + 1}: " + "  ".join(f"{name} {rates[name][-1]:.1f}" for name in pools))
         medians = {name: statistics.median(values) for name, values in rates.items()}
         for name in pools:
-            print(f"{name:>10}: median {medians[name]:.1f} photos/s, {faces[name]} faces")
+            print(f"{name:>10}: median {medians[name]:.1f} photos/s, {faces[name] // args.repeat} faces")
         ours, theirs = medians["this tree"], medians[args.rev]
         print(f"this tree / {args.rev}: {ours / theirs:.2f}x the photos/s")
     finally:
