@@ -3,8 +3,8 @@
 Run from the repository root::
 
     .venv/bin/python bench/e2e.py [--photos 620] [--cdn-ms 0,150,300] [--graph-ms 100]
-        [--configs sqlite-orm-1,pg-redis-1,pg-redis-2] [--engine local|rekognition]
-        [--service-ms 150] [--tps 50]
+        [--configs sqlite-orm-1,sqlite-orm-3,pg-redis-1,pg-redis-2,pg-redis-3] [--engine local|rekognition]
+        [--service-ms 150] [--tps 50] [--repeat 1]
 
 Each measurement is its own child process on a fresh data folder (and a fresh
 PostgreSQL database / Redis db 13 for ``pg-redis-*``): a loopback Instagram in
@@ -327,11 +327,12 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=620)
     parser.add_argument("--cdn-ms", default="0,150,300")
     parser.add_argument("--graph-ms", type=float, default=100.0)
-    parser.add_argument("--configs", default="sqlite-orm-1,pg-redis-1,pg-redis-2")
+    parser.add_argument("--configs", default="sqlite-orm-1,sqlite-orm-3,pg-redis-1,pg-redis-2,pg-redis-3")
     parser.add_argument("--engine", choices=["local", "rekognition"], default="local")
     parser.add_argument("--service-ms", type=float, default=150.0, help="simulated Rekognition latency")
     parser.add_argument("--tps", type=float, default=50.0, help="FACES_REKOGNITION_TPS")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; then a median row too")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -344,17 +345,42 @@ def main() -> None:
     print(" ".join(f"{h:>{w}}" for h, (_, w) in zip(HEADERS, COLUMNS)))
     for config in args.configs.split(","):
         for cdn in args.cdn_ms.split(","):
-            command = [PY, __file__, "--one", config, "--cdn-ms", cdn, "--graph-ms", str(args.graph_ms),
-                       "--photos", str(args.photos), "--engine", args.engine, "--service-ms",
-                       str(args.service_ms), "--tps", str(args.tps), "--timeout", str(args.timeout)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if not found:
-                print(f"{config} at CDN {cdn} ms failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
-                continue
-            row = json.loads(found[-1][len("RESULT "):])
-            print(" ".join(f"{row[key]!s:>{w}}" for key, w in COLUMNS), flush=True)
+            rows = [row for _ in range(args.repeat) if (row := run_one(args, config, cdn)) is not None]
+            if len(rows) > 1:
+                print(" ".join(f"{value!s:>{w}}" for value, (_, w) in zip(median_row(rows), COLUMNS)), flush=True)
 
+
+def run_one(args, config: str, cdn: str) -> dict | None:
+    """One measurement in its own child process; prints its row and returns it."""
+    command = [PY, __file__, "--one", config, "--cdn-ms", cdn, "--graph-ms", str(args.graph_ms),
+               "--photos", str(args.photos), "--engine", args.engine, "--service-ms",
+               str(args.service_ms), "--tps", str(args.tps), "--timeout", str(args.timeout)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    found = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if not found:
+        print(f"{config} at CDN {cdn} ms failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+        return None
+    row = json.loads(found[-1][len("RESULT "):])
+    print(" ".join(f"{row[key]!s:>{w}}" for key, w in COLUMNS), flush=True)
+    return row
+
+
+def median_row(rows: list[dict]) -> list:
+    """The cells of several runs of one configuration: medians, the peak RSS at its highest."""
+    import statistics
+
+    cells = []
+    for key, _ in COLUMNS:
+        values = [row[key] for row in rows]
+        if key == "config":
+            cells.append("median")
+        elif key.startswith("rss_"):
+            cells.append(max(values))
+        elif isinstance(values[0], (int, float)):
+            cells.append(round(statistics.median(values), 2))
+        else:
+            cells.append(values[0])
+    return cells
 
 if __name__ == "__main__":
     main()
