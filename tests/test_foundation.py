@@ -234,6 +234,22 @@ def test_environment_switches_to_postgres_redis_and_s3(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("cores, workers", [(1, 2), (2, 3), (4, 5), (16, 8)])
+def test_queue_workers_default_to_one_per_core_plus_one(monkeypatch, cores, workers):
+    from faces_site import environment
+
+    monkeypatch.setattr(environment.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert environment.default_workers() == workers
+
+
+def test_faces_workers_overrides_the_default(tmp_path):
+    env = {**os.environ, "FACES_DATA_DIR": str(tmp_path), "FACES_WORKERS": "5"}
+    env.pop("DATABASE_URL", None)
+    result = _manage("shell", "-c", "from django.conf import settings as s; print(s.Q_CLUSTER['workers'])", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "5"
+
+
 def test_security_headers(client):
     response = client.get("/")
     assert response.status_code == 200
