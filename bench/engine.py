@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import replace
 
-from harness import FIXTURES, throwaway_django
+from harness import FIXTURES, fixture_jpegs, throwaway_django
 
 throwaway_django("faces-bench-")
 
@@ -50,15 +50,7 @@ ADDITIONS = (
 
 def photos() -> list[bytes]:
     """Every people/, groups/ and noface/ fixture at 1080 px long side, as JPEG."""
-    out = []
-    for folder in ("people", "groups", "noface"):
-        for path in sorted((FIXTURES / folder).rglob("*.jpg")):
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                scale = LONG_SIDE / max(image.size)
-                size = (round(image.width * scale), round(image.height * scale))
-                out.append(encode_jpeg(image.resize(size, Image.Resampling.BICUBIC), quality=90))
-    return out
+    return fixture_jpegs(LONG_SIDE)
 
 
 def store(image: Image.Image, faces) -> int:

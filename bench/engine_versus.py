@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/engine_versus.py [--rev fd28fdf] [--rounds 6] [--processes 2] [--repeat 3]
 
 The revision is checked out into a temporary git worktree (removed afterwards)
-and both trees index the same 1080 px fixtures (``engine.photos``: people/,
+and both trees index the same 1080 px fixtures (``harness.fixture_jpegs``: people/,
 groups/ and noface/, JPEG; ``--repeat`` times a round) the way ``engine.py`` does: ``index_image`` plus a
 thumbnail per face, in a pool of N spawned single-threaded processes per
 tree. Rounds alternate between the trees (A B A B ...), so a shared machine's
@@ -17,7 +17,6 @@ detection were merged (issue 16's "today").
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import os
 import statistics
@@ -27,27 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import FIXTURES, ROOT
-from PIL import Image
+from harness import ROOT, fixture_jpegs
 
 BEFORE_RECALL = "fd28fdf"  # main before the 'recall' branch (rotation, small faces) was merged
 LONG_SIDE = 1080
-
-
-def photos() -> list[bytes]:
-    """Every people/, groups/ and noface/ fixture at 1080 px long side, JPEG quality 90."""
-    out = []
-    for folder in ("people", "groups", "noface"):
-        for path in sorted((FIXTURES / folder).rglob("*.jpg")):
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                scale = LONG_SIDE / max(image.size)
-                image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
-                buffer = io.BytesIO()
-                image.save(buffer, "JPEG", quality=90)
-                out.append(buffer.getvalue())
-    return out
-
 
 _engine = None
 
@@ -92,7 +74,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="the fixtures this many times a round")
     args = parser.parse_args()
-    batch = photos() * args.repeat
+    batch = fixture_jpegs(LONG_SIDE) * args.repeat
     worktree = Path(tempfile.mkdtemp(prefix="faces-rev-"))
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.rev],
                    check=True, capture_output=True)

@@ -17,6 +17,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def fixture_jpegs(long_side: int = 1080) -> list[bytes]:
+    """Every people/, groups/ and noface/ fixture scaled to ``long_side`` px, as JPEG (quality 90).
+
+    Pillow only, no project code: ``engine_versus.py`` loads another revision's code in its workers.
+    """
+    import io
+
+    from PIL import Image
+
+    out = []
+    for folder in ("people", "groups", "noface"):
+        for path in sorted((FIXTURES / folder).rglob("*.jpg")):
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                scale = long_side / max(image.size)
+                size = (round(image.width * scale), round(image.height * scale))
+                buffer = io.BytesIO()
+                image.resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90, optimize=False)
+                out.append(buffer.getvalue())
+    return out
+
+
 def throwaway_django(prefix: str, **environ: str) -> Path:
     """Set Django up on a new temporary data folder, never on real data; returns the folder.
 
