@@ -31,6 +31,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,8 +368,6 @@ def run_one(args, config: str, cdn: str) -> dict | None:
 
 def median_row(rows: list[dict]) -> list:
     """The cells of several runs of one configuration: medians, the peak RSS at its highest."""
-    import statistics
-
     cells = []
     for key, _ in COLUMNS:
         values = [row[key] for row in rows]
@@ -381,6 +380,7 @@ def median_row(rows: list[dict]) -> list:
         else:
             cells.append(values[0])
     return cells
+
 
 if __name__ == "__main__":
     main()
