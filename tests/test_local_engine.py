@@ -302,6 +302,18 @@ def test_alignment_and_embedding_match_opencvs_own_sface():
             assert float(engine.embed(theirs) @ expected) > 0.9999
 
 
+@pytest.mark.parametrize("height, width", [(1350, 1080), (1081, 1079), (961, 961), (481, 961), (700, 300)])
+def test_the_first_pass_copy_reuses_the_half_size_image_exactly(height, width):
+    """The detection copy starts from ``half_size`` when it can; pixels and scales are ``shrink``'s."""
+    pixels = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), np.uint8)
+    scale = min(1.0, detection.DETECT_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    expected, ex, ey = detection.shrink(pixels, *size)
+    copy, sx, sy = detection._detect_copy(pixels, *size)
+    assert copy.shape == expected.shape and np.array_equal(copy, expected)
+    assert (sx, sy) == pytest.approx((ex, ey), rel=1e-12)
+
+
 def test_similarity_transform_recovers_a_known_one():
     rng = np.random.default_rng(3)
     angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])

@@ -129,7 +129,7 @@ def find_faces(
     options = options or OPTIONS
     height, width = pixels.shape[:2]
     scale = min(1.0, options.detect_side / max(height, width))
-    small, sx, sy = shrink(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
+    small, sx, sy = _detect_copy(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
     small = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
     levels = [(pixels, 1.0, True), (small, sx, False)]  # turned crops come from the smaller that serves
     found = [
@@ -158,6 +158,20 @@ def find_faces(
     rows = [c.row if c.angle == 0.0 else _refined(models, levels, c.row, c.angle) for c in kept]
     rows.sort(key=lambda r: (-float(r[2] * r[3]), float(r[0]), float(r[1])))
     return rows
+
+
+def _detect_copy(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float]:
+    """``shrink(pixels, width, height)``, its first halving taken from ``half_size``.
+
+    Big faces are verified and aligned from the half-size image anyway, so the
+    halving that the first pass's copy starts with is made once, not twice; the
+    pixels and scales are the same as ``shrink``'s.
+    """
+    h, w = pixels.shape[:2]
+    if w // 2 < width or h // 2 < height:
+        return shrink(pixels, width, height)
+    small, sx, sy = shrink(half_size(pixels), width, height)
+    return small, sx / 2, sy / 2
 
 
 def _scaled(rows: np.ndarray, sx: float, sy: float) -> np.ndarray:
