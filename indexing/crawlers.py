@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 
+import requests
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -46,15 +47,15 @@ def iter_source_pages(
                 yield page, None
 
 
-def instagram_client(source: Source) -> InstagramClient:
-    """A Graph API client with the source's long-lived token."""
+def instagram_client(source: Source, session: requests.Session | None = None) -> InstagramClient:
+    """A Graph API client with the source's long-lived token (on ``session``, else its own)."""
     account = source.social_account
     token = account.socialtoken_set.order_by("-id").first() if account else None
     if token is None or not source.active:
         raise TokenExpired("Instagram is not linked any more.")
     if token.expires_at and token.expires_at <= timezone.now():
         raise TokenExpired("The Instagram access token has expired.")
-    return InstagramClient(token.token)
+    return InstagramClient(token.token, session=session)
 
 
 def instagram_media_ids(source: Source) -> set[str]:

@@ -107,6 +107,29 @@ def test_rate_limit_every_third_call_still_lists_each_page_once(limit, user, set
         fake.stop()
 
 
+def test_index_jobs_download_over_the_connections_of_the_jobs_before(user, settings):
+    """A CDN that keeps connections alive sees each worker's few connections, not new ones per job."""
+    from tests.fakes.instagram import FakeInstagram
+
+    fake = FakeInstagram()
+    fake.keep_alive = True
+    fake.start()
+    try:
+        settings.INSTAGRAM_GRAPH_URL = fake.url
+        settings.FACES_INDEX_BATCH = 3
+        settings.FACES_FETCH_CONCURRENCY = 2
+        library(fake, 12)
+        run = link(user, fake)
+        run_queue()
+        assert_every_photo_once(run, fake)
+        downloads = [r for r in fake.requests if r.path.startswith("/cdn/")]
+        assert len(downloads) == photo_count(fake) == 16
+        # Four jobs (12 posts, 3 a job) of two download threads each: two connections in all, not two a job.
+        assert len({r.port for r in downloads}) <= 2
+    finally:
+        fake.stop()
+
+
 def test_media_urls_expiring_a_second_after_listing_are_fetched_again_by_id(user, fake_instagram, settings):
     settings.FACES_INDEX_BATCH = 4
     library(fake_instagram, 6)

@@ -9,12 +9,15 @@ what to record.
 
 Memory is bounded by ``window``: downloads are submitted only while fewer than
 ``window`` photos are in flight or waiting for the engine, whatever the size
-of the job.
+of the job. The HTTP connections outlive the job (``download_session``).
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -87,9 +90,7 @@ class Fetcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        self._clients.clear()  # their session is the process's: its connections serve the next job
 
     def fetch(self, items: Iterable[tuple[Post, Photo]]) -> Iterator[Fetched]:
         """Each photo's ``Fetched`` as its download completes (not in order)."""
@@ -167,15 +168,33 @@ class Fetcher:
     def _client(self, source: Source):
         client = self._clients.get(source.pk)
         if client is None:
-            client = self._clients[source.pk] = _pooled(source, self.concurrency)
+            client = self._clients[source.pk] = instagram_client(source, session=download_session(self.concurrency))
         return client
 
 
-def _pooled(source: Source, size: int):
-    """An Instagram client whose HTTP pool keeps ``size`` connections (one per thread)."""
-    client = instagram_client(source)
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
-    client.session.mount("http://", adapter)
-    client.session.mount("https://", adapter)
-    return client
+_sessions: dict[int, requests.Session] = {}
+_sessions_lock = threading.Lock()
 
+
+def download_session(size: int) -> requests.Session:
+    """This process's HTTP session for photo downloads, kept from job to job.
+
+    A session per job opened new connections (a TCP and a TLS handshake with
+    the CDN, round trips before the first byte) for the first photo of each
+    download thread of every job; one per process lets each job reuse the last
+    one's. It holds ``size`` connections a host. It carries no credentials
+    (CDN URLs are signed; the Graph token goes in each request's query) and
+    keeps no cookies, so every tenant's jobs can share it. Keyed by process id:
+    a forked worker opens its own connections instead of sharing its parent's sockets.
+    """
+    pid = os.getpid()
+    with _sessions_lock:
+        session = _sessions.get(pid)
+        if session is None:
+            _sessions.clear()  # a parent's, inherited by fork: dropped, not closed (its sockets are the parent's)
+            session = _sessions[pid] = requests.Session()
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=size)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        return session

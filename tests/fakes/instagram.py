@@ -17,6 +17,7 @@ Python that tests read and change:
     fake.media_url_ttl = 1.0                                   # URLs expire a second after listing
     fake.clock = lambda: now[0]                                # ...on a clock the test moves
     fake.cdn_delay, fake.graph_delay = 0.15, 0.1               # seconds before each answer
+    fake.keep_alive, fake.connect_delay = True, 0.15           # HTTP/1.1; a new connection's handshake
     fake.rate_limit_every(3, code=613)                         # every 3rd Graph call refused
     fake.slow_cdn(media_id, "hang", seconds=30)                # or "trickle": a few bytes at a time
     fake.fail_next(3, status=500, path=f"/cdn/{media_id}")     # the CDN fails that photo thrice
@@ -105,6 +106,7 @@ class SeenRequest:
     form: dict[str, str]
     raw: str  # the request target as sent (includes the token)
     status: int = 0  # the status answered (0 until answered)
+    port: int = 0  # the client's port: one per connection
 
 
 class FakeInstagram:
@@ -132,6 +134,12 @@ class FakeInstagram:
         # Simulated network time (seconds) before each CDN and each API answer.
         self.cdn_delay = 0.0
         self.graph_delay = 0.0
+        # Connections stay open between requests (HTTP/1.1) when ``keep_alive``, as
+        # Instagram's do; the first request on each new one waits ``connect_delay``
+        # more (the TCP and TLS handshakes' round trips). ``connections`` counts them.
+        self.keep_alive = False
+        self.connect_delay = 0.0
+        self.connections = 0
         # Every ``n``th API call (``path`` prefix, None = any Graph call) is refused.
         self.rate_limit: Failure | None = None
         self.rate_limit_period = 0
@@ -154,6 +162,7 @@ class FakeInstagram:
             pass
 
         Handler.fake = fake
+        Handler.protocol_version = "HTTP/1.1" if self.keep_alive else "HTTP/1.0"
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-instagram", daemon=True)
         self._thread.start()
@@ -442,6 +451,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep tokens off stderr
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections += 1
+        self.handshake = self.fake.connect_delay  # paid by this connection's first request
+
     # Plumbing -------------------------------------------------------------------
 
     def do_GET(self) -> None:
@@ -495,9 +510,10 @@ class _Handler(BaseHTTPRequestHandler):
             form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
         is_api = not path.startswith(("/cdn", "/oauth/authorize"))
         delay = fake.graph_delay if is_api else fake.cdn_delay if path.startswith("/cdn") else 0.0
+        delay, self.handshake = delay + self.handshake, 0.0
         if delay:
             time.sleep(delay)
-        self.seen = SeenRequest(method, path, query, form, self.path)
+        self.seen = SeenRequest(method, path, query, form, self.path, port=self.client_address[1])
         with fake._lock:
             fake.requests.append(self.seen)
             failure = self._take_failure(path)
