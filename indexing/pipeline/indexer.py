@@ -62,10 +62,13 @@ def index_posts(post_ids: list[int], sync: bool = False) -> None:
     posts = list(Post.objects.select_related("source", "run", "owner").filter(pk__in=post_ids).order_by("pk"))
     runs = {post.run_id: post.run for post in posts if post.run_id}
     todo = []
+    consent: dict[int, bool] = {}  # one query per owner, not per post
     for post in posts:
         if post.status != Post.Status.PENDING or (post.run and post.run.status == IndexRun.Status.CANCELLED):
             continue
-        if not has_face_consent(post.owner):
+        if post.owner_id not in consent:
+            consent[post.owner_id] = has_face_consent(post.owner)
+        if not consent[post.owner_id]:
             if post.run:
                 _fail_run(post.run, "Face-processing consent was withdrawn.")
             continue
