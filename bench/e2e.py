@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/e2e.py [--photos 620] [--cdn-ms 0,150,300] [--graph-ms 100]
+    .venv/bin/python bench/e2e.py [--photos 620] [--cdn-ms 0,150,300] [--graph-ms 100] [--handshake-ms cdn]
         [--configs sqlite-orm-1,sqlite-orm-3,pg-redis-1,pg-redis-2,pg-redis-3] [--engine local|rekognition]
         [--service-ms 150] [--tps 50] [--repeat 1]
 
@@ -11,7 +11,9 @@ PostgreSQL database / Redis db 13 for ``pg-redis-*``): a loopback Instagram in
 a separate process serves an account of about ``0.62 * photos`` posts (every
 fourth a carousel of 2-4) made of distinct generated photos with faces
 (``photoset.py``), answering each CDN request after ``--cdn-ms`` and each API
-call after ``--graph-ms``. The product runs as ``make run`` does: gunicorn
+call after ``--graph-ms``; it keeps connections alive, as Instagram's servers
+do, and the first request on each new connection waits ``--handshake-ms`` more
+(the TCP and TLS handshakes; by default as long as a CDN answer). The product runs as ``make run`` does: gunicorn
 (``Procfile`` web) and ``manage.py qcluster`` with N worker processes. A
 scripted browser logs in, presses "Continue to Instagram", allows, and the
 clock starts when it sends the OAuth callback. Reported: seconds to the run's
@@ -212,7 +214,9 @@ def measure(args) -> dict:
 
         redis.Redis.from_url(REDIS_URL).flushdb()
         env["REDIS_URL"] = REDIS_URL
-    instagram, info = start_server("instagram", str(args.photos), str(args.cdn_ms), str(args.graph_ms))
+    handshake = args.cdn_ms if args.handshake_ms == "cdn" else float(args.handshake_ms)
+    instagram, info = start_server("instagram", str(args.photos), str(args.cdn_ms), str(args.graph_ms),
+                                   str(handshake))
     env.update(INSTAGRAM_AUTH_URL=info["url"], INSTAGRAM_API_URL=info["url"], INSTAGRAM_GRAPH_URL=info["url"],
                INSTAGRAM_CLIENT_ID=info["client_id"], INSTAGRAM_CLIENT_SECRET=info["secret"])
     rekognition = None
@@ -328,6 +332,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=620)
     parser.add_argument("--cdn-ms", default="0,150,300")
     parser.add_argument("--graph-ms", type=float, default=100.0)
+    parser.add_argument("--handshake-ms", default="cdn", help="a new connection's extra wait; cdn: the CDN's")
     parser.add_argument("--configs", default="sqlite-orm-1,sqlite-orm-3,pg-redis-1,pg-redis-2,pg-redis-3")
     parser.add_argument("--engine", choices=["local", "rekognition"], default="local")
     parser.add_argument("--service-ms", type=float, default=150.0, help="simulated Rekognition latency")
@@ -341,7 +346,8 @@ def main() -> None:
         print("RESULT " + json.dumps(measure(args)), flush=True)
         return
     generate(args.photos)
-    print(f"{args.engine} engine, {args.photos} photos, Graph {args.graph_ms:g} ms, {os.cpu_count()} CPUs"
+    print(f"{args.engine} engine, {args.photos} photos, Graph {args.graph_ms:g} ms, handshake {args.handshake_ms}"
+          f"{' ms' * (args.handshake_ms != 'cdn')}, {os.cpu_count()} CPUs"
           + (f", Rekognition {args.service_ms:g} ms at {args.tps:g} TPS" if args.engine == "rekognition" else ""))
     print(" ".join(f"{h:>{w}}" for h, (_, w) in zip(HEADERS, COLUMNS)))
     for config in args.configs.split(","):
@@ -354,6 +360,7 @@ def main() -> None:
 def run_one(args, config: str, cdn: str) -> dict | None:
     """One measurement in its own child process; prints its row and returns it."""
     command = [PY, __file__, "--one", config, "--cdn-ms", cdn, "--graph-ms", str(args.graph_ms),
+               "--handshake-ms", args.handshake_ms,
                "--photos", str(args.photos), "--engine", args.engine, "--service-ms",
                str(args.service_ms), "--tps", str(args.tps), "--timeout", str(args.timeout)]
     done = subprocess.run(command, capture_output=True, text=True)

@@ -1,8 +1,9 @@
 """The loopback services ``e2e.py`` runs, each in its own process so they never take its GIL.
 
-``python bench/loopback.py instagram PHOTOS CDN_MS GRAPH_MS`` serves an account
-of generated photos (every fourth post a carousel of 2-4) behind the fake
-Instagram; ``python bench/loopback.py rekognition PHOTOS SERVICE_MS`` serves the
+``python bench/loopback.py instagram PHOTOS CDN_MS GRAPH_MS HANDSHAKE_MS`` serves
+an account of generated photos (every fourth post a carousel of 2-4) behind the
+fake Instagram, keeping connections alive and charging each new one
+``HANDSHAKE_MS`` on its first request; ``python bench/loopback.py rekognition PHOTOS SERVICE_MS`` serves the
 fake Rekognition answering precomputed analyses after a fixed service time.
 Each prints one JSON line (its URL) and serves until its stdin closes.
 """
@@ -31,7 +32,7 @@ def account_layout(paths: list[Path]) -> list[list[Path]]:
     return posts
 
 
-def serve_instagram(photos: int, cdn_ms: float, graph_ms: float) -> None:
+def serve_instagram(photos: int, cdn_ms: float, graph_ms: float, handshake_ms: float) -> None:
     """Child: the loopback Instagram with the account; prints its URL, serves until stdin closes."""
     sys.path.insert(0, str(ROOT))
     from tests.fakes.instagram import FakeInstagram
@@ -40,6 +41,7 @@ def serve_instagram(photos: int, cdn_ms: float, graph_ms: float) -> None:
     for post in account_layout(generate(photos)):
         fake.add_post("CAROUSEL_ALBUM" if len(post) > 1 else "IMAGE", post)
     fake.cdn_delay, fake.graph_delay = cdn_ms / 1000, graph_ms / 1000
+    fake.keep_alive, fake.connect_delay = True, handshake_ms / 1000
     fake.start()
     print(json.dumps({"url": fake.url, "client_id": fake.client_id, "secret": fake.client_secret}), flush=True)
     sys.stdin.read()
@@ -78,6 +80,6 @@ def start_server(*args: str) -> tuple[subprocess.Popen, dict]:
 if __name__ == "__main__":
     kind, *values = sys.argv[1:]
     if kind == "instagram":
-        serve_instagram(int(values[0]), float(values[1]), float(values[2]))
+        serve_instagram(int(values[0]), float(values[1]), float(values[2]), float(values[3]))
     else:
         serve_rekognition(int(values[0]), float(values[1]))
