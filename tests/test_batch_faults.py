@@ -12,10 +12,12 @@ import ast
 import importlib
 
 import pytest
+import requests
 from django_q.models import OrmQ, Schedule
 
 from indexing import pipeline
 from indexing.models import Face, IndexRun, Photo, Post, Source
+from indexing.pipeline.fetch import download_session
 from tests.fakes.instagram import connect_instagram, fake_instagram  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,6 +128,11 @@ def test_index_jobs_download_over_the_connections_of_the_jobs_before(user, setti
         assert len(downloads) == photo_count(fake) == 16
         # Four jobs (12 posts, 3 a job) of two download threads each: two connections in all, not two a job.
         assert len({r.port for r in downloads}) <= 2
+        # A server that stops closes them: the pool never asks a stopped fake again (a later fake may get its port).
+        url = fake.url + downloads[0].raw
+        fake.stop()
+        with pytest.raises(requests.ConnectionError):
+            download_session(2).get(url, timeout=5)
     finally:
         fake.stop()
 

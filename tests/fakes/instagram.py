@@ -40,6 +40,7 @@ import html
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -140,6 +141,7 @@ class FakeInstagram:
         self.keep_alive = False
         self.connect_delay = 0.0
         self.connections = 0
+        self._open: set[socket.socket] = set()  # live connections, closed by stop()
         # Every ``n``th API call (``path`` prefix, None = any Graph call) is refused.
         self.rate_limit: Failure | None = None
         self.rate_limit_period = 0
@@ -173,6 +175,15 @@ class FakeInstagram:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        # A server that goes away closes its kept-alive connections too: a pooled
+        # client then reconnects instead of talking to this stopped fake.
+        with self._lock:
+            for connection in self._open:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._open.clear()
 
     @property
     def url(self) -> str:
@@ -455,7 +466,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.fake._lock:
             self.fake.connections += 1
+            self.fake._open.add(self.connection)
         self.handshake = self.fake.connect_delay  # paid by this connection's first request
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._open.discard(self.connection)
+        super().finish()
 
     # Plumbing -------------------------------------------------------------------
 
