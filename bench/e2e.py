@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/e2e.py [--photos 620] [--cdn-ms 0,150,300] [--graph-ms 100] [--handshake-ms cdn]
-        [--configs sqlite-orm-1,sqlite-orm-3,pg-redis-1,pg-redis-2,pg-redis-3] [--engine local|rekognition]
-        [--service-ms 150] [--tps 50] [--repeat 1]
+    .venv/bin/python bench/e2e.py [--photos 620] [--cdn-ms 0,150,300] [--graph-ms 100]
+        [--handshake-ms cdn] [--configs sqlite-orm-1,sqlite-orm-3,pg-redis-1,pg-redis-2,pg-redis-3]
+        [--engine local|rekognition] [--service-ms 150] [--tps 50] [--repeat 1] [--rev REV]
 
 Each measurement is its own child process on a fresh data folder (and a fresh
 PostgreSQL database / Redis db 13 for ``pg-redis-*``): a loopback Instagram in
@@ -13,16 +13,18 @@ fourth a carousel of 2-4) made of distinct generated photos with faces
 (``photoset.py``), answering each CDN request after ``--cdn-ms`` and each API
 call after ``--graph-ms``; it keeps connections alive, as Instagram's servers
 do, and the first request on each new connection waits ``--handshake-ms`` more
-(the TCP and TLS handshakes; by default as long as a CDN answer). The product runs as ``make run`` does: gunicorn
-(``Procfile`` web) and ``manage.py qcluster`` with N worker processes. A
-scripted browser logs in, presses "Continue to Instagram", allows, and the
-clock starts when it sends the OAuth callback. Reported: seconds to the run's
-``done``, photos/s, seconds to the first Face row (searchable from then on),
-peak RSS (VmHWM) of the largest web and queue process, and the engine-alone
-rate on the same photos measured just before and just after in the same child
-(the mean of both; N processes for the local engine; for Rekognition,
-``--tps`` threads against the same simulated service), so the ratio means
-something on a busy machine.
+(the TCP and TLS handshakes; by default as long as a CDN answer). The product
+runs as ``make run`` does: gunicorn (``Procfile`` web) and ``manage.py
+qcluster`` with N worker processes. A scripted browser logs in, presses
+"Continue to Instagram", allows, and the clock starts when it sends the OAuth
+callback. Reported: seconds to the run's ``done``, photos/s, seconds to the
+first Face row (searchable from then on), peak RSS (VmHWM) of the largest web
+and queue process, and the engine-alone rate on the same photos measured just
+before and just after in the same child (the mean of both; N processes for the
+local engine; for Rekognition, ``--tps`` threads against the same simulated
+service), so the ratio means something on a busy machine. ``--rev`` measures
+another revision's product too (a temporary git worktree, driven by this
+tree's bench and fakes), the two taking turns in each cell, rows marked ``@REV``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,26 +41,20 @@ import time
 from pathlib import Path
 
 import harness  # noqa: F401  (puts the repository on sys.path)
-from harness import ROOT
+from harness import ROOT, revision_tree
 from loopback import start_server
 from photoset import generate
+from product import PASSWORD, browser_links_instagram, free_port, peak_rss_mb, stop, wait_until_up
 
 PY = sys.executable
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/faces_speed_e2e")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 STATIC_ROOT = Path(tempfile.gettempdir()) / "faces-e2e-static"
-PASSWORD = "correct-horse-battery-9"
 # The engine-alone reference runs on this many of the photos just before and just after the run.
 REFERENCE_PHOTOS = 200
 
 
 # ---------------------------------------------------------------- one measurement (child)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fresh_postgres() -> None:
@@ -70,72 +64,6 @@ def fresh_postgres() -> None:
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def peak_rss_mb(root_pid: int) -> list[tuple[int, float, str]]:
-    """(pid, VmHWM in MB, command) of ``root_pid`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int(re.search(r"^PPid:\s+(\d+)", (entry / "status").read_text(), re.M).group(1))
-            except (OSError, AttributeError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
-        except OSError:
-            continue
-        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-        if match:
-            out.append((pid, int(match.group(1)) / 1024, cmd))
-    return out
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
-def browser_links_instagram(web: str) -> tuple[float, str]:
-    """Log in, connect Instagram, press Allow; returns (time the callback was sent, run page URL)."""
-    import requests
-
-    session = requests.Session()
-
-    def form_post(url: str, data: dict, marker: str) -> requests.Response:
-        page = session.get(url, timeout=30)
-        form = next(f for f in re.findall(r"<form.*?</form>", page.text, re.S) if marker in f)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
-        action = re.search(r'action="([^"]*)"', form.split(">", 1)[0])
-        target = url if action is None or not action.group(1) else requests.compat.urljoin(url, action.group(1))
-        target = target.replace("&amp;", "&")
-        return session.post(target, data={"csrfmiddlewaretoken": token, **data}, headers={"Referer": url},
-                            allow_redirects=False, timeout=30)
-
-    answer = form_post(f"{web}/accounts/login/", {"login": "bench@example.com", "password": PASSWORD},
-                       'name="login"')
-    assert answer.status_code == 302, answer.text[:500]
-    answer = form_post(f"{web}/instagram/connect/", {}, "connect-instagram")
-    assert answer.status_code == 302, answer.text[:500]
-    dialog = session.get(answer.headers["Location"], timeout=30)  # the (fake) Instagram dialog
-    allow = re.search(r'id="allow" href="([^"]+)"', dialog.text).group(1).replace("&amp;", "&")
-    fake_base = re.match(r"https?://[^/]+", answer.headers["Location"]).group(0)
-    callback = session.get(fake_base + allow, allow_redirects=False, timeout=30).headers["Location"]
-    started = time.time()
-    landed = session.get(callback.split("#")[0], timeout=60)
-    assert "/runs/" in landed.url, landed.url
-    return started, landed.url
 
 
 def engine_alone(paths: list[Path], processes: int, tps: int) -> float:
@@ -199,9 +127,12 @@ def measure(args) -> dict:
     """One configuration at one latency; returns the row as a dict."""
     db, broker, workers = args.one.split("-")
     workers = int(workers)
+    tree = Path(args.tree or ROOT)  # the product measured: this tree or another revision's
+    sys.path.insert(0, str(tree))
+    static_root = STATIC_ROOT if tree == ROOT else STATIC_ROOT.with_name(f"{STATIC_ROOT.name}-{tree.name}")
     data_dir = Path(tempfile.mkdtemp(prefix="faces-e2e-"))
     env = {"DJANGO_SETTINGS_MODULE": "faces_site.settings", "FACES_DATA_DIR": str(data_dir),
-           "SECRET_KEY": "bench-e2e-secret-key-bench-e2e-secret-key", "STATIC_ROOT": str(STATIC_ROOT),
+           "SECRET_KEY": "bench-e2e-secret-key-bench-e2e-secret-key", "STATIC_ROOT": str(static_root),
            "FACES_WORKERS": str(workers), "FACES_RATE_LIMIT_IMPORT": "", "PYTHONUNBUFFERED": "1"}
     if db == "pg":
         fresh_postgres()
@@ -232,7 +163,7 @@ def measure(args) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    if not (STATIC_ROOT / "staticfiles.json").exists():
+    if not (static_root / "staticfiles.json").exists():
         call_command("collectstatic", interactive=False, verbosity=0)
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -250,11 +181,11 @@ def measure(args) -> dict:
     reference = [engine_alone(photos[:REFERENCE_PHOTOS], workers, int(args.tps))]
     port = free_port()
     logs = open(data_dir / "processes.log", "ab")
-    popen = {"cwd": ROOT, "env": {**os.environ}, "stdout": logs, "stderr": subprocess.STDOUT,
+    popen = {"cwd": tree, "env": {**os.environ}, "stdout": logs, "stderr": subprocess.STDOUT,
              "start_new_session": True}
     web = subprocess.Popen([str(Path(PY).parent / "gunicorn"), "faces_site.wsgi", "--bind", f"127.0.0.1:{port}",
                             "--workers", "2", "--threads", "4", "--timeout", "60"], **popen)
-    cluster = subprocess.Popen([PY, str(ROOT / "manage.py"), "qcluster"], **popen)
+    cluster = subprocess.Popen([PY, str(tree / "manage.py"), "qcluster"], **popen)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", workers)
         started, run_url = browser_links_instagram(f"http://127.0.0.1:{port}")
@@ -293,35 +224,10 @@ def measure(args) -> dict:
     }
 
 
-def wait_until_up(web: str, workers: int, timeout: float = 180) -> None:
-    """The web answers and every queue worker ran a task (models loaded)."""
-    import requests
-    from django_q.models import Success
-    from django_q.tasks import async_task
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{web}/accounts/login/", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("the web process did not start")
-        time.sleep(0.3)
-    for n in range(4 * workers):
-        async_task("math.hypot", 3, n)
-    while Success.objects.filter(func="math.hypot").count() < 4 * workers:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the queue workers did not start")
-        time.sleep(0.2)
-    time.sleep(1.0)
-
-
 # ---------------------------------------------------------------- the table (parent)
 
 
-COLUMNS = (("config", 12), ("cdn_ms", 6), ("photos", 6), ("seconds", 8), ("photos_per_s", 8),
+COLUMNS = (("config", 20), ("cdn_ms", 6), ("photos", 6), ("seconds", 8), ("photos_per_s", 8),
            ("engine_alone_per_s", 8), ("ratio", 6), ("first_face_s", 7), ("rss_web_mb", 7), ("rss_queue_mb", 7))
 HEADERS = ("config", "CDN ms", "photos", "seconds", "photo/s", "engine/s", "ratio", "1st face", "web MB",
            "queue MB")
@@ -339,28 +245,45 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0, help="FACES_REKOGNITION_TPS")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; then a median row too")
+    parser.add_argument("--rev", help="also measure this revision's product, the two taking turns")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         args.cdn_ms = float(args.cdn_ms)
         print("RESULT " + json.dumps(measure(args)), flush=True)
         return
     generate(args.photos)
+    if args.rev:
+        with revision_tree(args.rev) as worktree:
+            table(args, {"": ROOT, f"@{args.rev}": worktree})
+    else:
+        table(args, {"": ROOT})
+
+
+def table(args, trees: dict[str, Path]) -> None:
+    """Every config at every CDN latency, ``--repeat`` times, the trees taking turns; medians per tree."""
     print(f"{args.engine} engine, {args.photos} photos, Graph {args.graph_ms:g} ms, handshake {args.handshake_ms}"
           f"{' ms' * (args.handshake_ms != 'cdn')}, {os.cpu_count()} CPUs"
           + (f", Rekognition {args.service_ms:g} ms at {args.tps:g} TPS" if args.engine == "rekognition" else ""))
     print(" ".join(f"{h:>{w}}" for h, (_, w) in zip(HEADERS, COLUMNS)))
     for config in args.configs.split(","):
         for cdn in args.cdn_ms.split(","):
-            rows = [row for _ in range(args.repeat) if (row := run_one(args, config, cdn)) is not None]
-            if len(rows) > 1:
-                print(" ".join(f"{value!s:>{w}}" for value, (_, w) in zip(median_row(rows), COLUMNS)), flush=True)
+            rows: dict[str, list[dict]] = {label: [] for label in trees}
+            for turn in range(args.repeat):
+                for label in list(trees)[:: 1 if turn % 2 == 0 else -1]:
+                    if (row := run_one(args, config, cdn, trees[label], label)) is not None:
+                        rows[label].append(row)
+            for label, done in rows.items():
+                if len(done) > 1:
+                    cells = median_row(done, f"median{label}")
+                    print(" ".join(f"{value!s:>{w}}" for value, (_, w) in zip(cells, COLUMNS)), flush=True)
 
 
-def run_one(args, config: str, cdn: str) -> dict | None:
-    """One measurement in its own child process; prints its row and returns it."""
-    command = [PY, __file__, "--one", config, "--cdn-ms", cdn, "--graph-ms", str(args.graph_ms),
-               "--handshake-ms", args.handshake_ms,
+def run_one(args, config: str, cdn: str, tree: Path = ROOT, label: str = "") -> dict | None:
+    """One measurement of ``tree``'s product in its own child process; prints its row and returns it."""
+    command = [PY, __file__, "--one", config, "--tree", str(tree), "--cdn-ms", cdn,
+               "--graph-ms", str(args.graph_ms), "--handshake-ms", args.handshake_ms,
                "--photos", str(args.photos), "--engine", args.engine, "--service-ms",
                str(args.service_ms), "--tps", str(args.tps), "--timeout", str(args.timeout)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -369,17 +292,18 @@ def run_one(args, config: str, cdn: str) -> dict | None:
         print(f"{config} at CDN {cdn} ms failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
         return None
     row = json.loads(found[-1][len("RESULT "):])
+    row["config"] += label
     print(" ".join(f"{row[key]!s:>{w}}" for key, w in COLUMNS), flush=True)
     return row
 
 
-def median_row(rows: list[dict]) -> list:
+def median_row(rows: list[dict], name: str = "median") -> list:
     """The cells of several runs of one configuration: medians, the peak RSS at its highest."""
     cells = []
     for key, _ in COLUMNS:
         values = [row[key] for row in rows]
         if key == "config":
-            cells.append("median")
+            cells.append(name)
         elif key.startswith("rss_"):
             cells.append(max(values))
         elif isinstance(values[0], (int, float)):

@@ -20,13 +20,11 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from harness import ROOT, fixture_jpegs
+from harness import ROOT, fixture_jpegs, revision_tree
 
 BEFORE_RECALL = "fd28fdf"  # main before the 'recall' branch (rotation, small faces) was merged
 LONG_SIDE = 1080
@@ -75,11 +73,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="the fixtures this many times a round")
     args = parser.parse_args()
     batch = fixture_jpegs(LONG_SIDE) * args.repeat
-    worktree = Path(tempfile.mkdtemp(prefix="faces-rev-"))
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.rev],
-                   check=True, capture_output=True)
+    with revision_tree(args.rev) as worktree:
+        versus(args, batch, {"this tree": str(ROOT), args.rev: str(worktree)})
+
+
+def versus(args, batch: list[bytes], trees: dict[str, str]) -> None:
+    """Index ``batch`` in each tree's pool, the trees taking turns round by round; print the medians."""
     context = multiprocessing.get_context("spawn")
-    trees = {"this tree": str(ROOT), args.rev: str(worktree)}
     pools = {name: context.Pool(args.processes, initializer=_init, initargs=(tree,)) for name, tree in trees.items()}
     try:
         faces = {}
@@ -102,7 +102,6 @@ def main() -> None:
     finally:
         for pool in pools.values():
             pool.terminate()
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True)
 
 
 if __name__ == "__main__":

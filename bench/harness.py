@@ -7,8 +7,11 @@ Scripts run as ``.venv/bin/python bench/<name>.py``, so this folder is on
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +59,16 @@ def throwaway_django(prefix: str, **environ: str) -> Path:
 
     django.setup()
     return data_dir
+
+
+@contextmanager
+def revision_tree(rev: str) -> Iterator[Path]:
+    """``rev`` checked out into a temporary git worktree, removed afterwards: the other side of an A/B."""
+    worktree = Path(tempfile.mkdtemp(prefix="faces-rev-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), rev],
+                   check=True, capture_output=True)
+    try:
+        yield worktree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+                       capture_output=True)
