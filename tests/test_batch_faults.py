@@ -137,6 +137,37 @@ def test_index_jobs_download_over_the_connections_of_the_jobs_before(user, setti
         fake.stop()
 
 
+def test_the_shared_download_session_keeps_no_cookies():
+    """Every tenant's jobs in a worker share one session: a cookie one CDN answer sets is never sent again."""
+    import http.server
+    import threading
+
+    class SetsCookies(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.server.sent.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=alice-secret; Path=/")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SetsCookies)
+    server.sent = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+        answers = [download_session(2).get(url, timeout=10) for _ in range(2)]
+        assert [a.headers["Set-Cookie"] for a in answers] == ["session=alice-secret; Path=/"] * 2
+        assert server.sent == [None, None]
+        assert len(download_session(2).cookies) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_media_urls_expiring_a_second_after_listing_are_fetched_again_by_id(user, fake_instagram, settings):
     settings.FACES_INDEX_BATCH = 4
     library(fake_instagram, 6)
