@@ -128,7 +128,8 @@ def test_index_jobs_download_over_the_connections_of_the_jobs_before(user, setti
         assert len(downloads) == photo_count(fake) == 16
         # Four jobs (12 posts, 3 a job) of two download threads each: two connections in all, not two a job.
         assert len({r.port for r in downloads}) <= 2
-        # A server that stops closes them: the pool never asks a stopped fake again (a later fake may get its port).
+        # A server that stops closes them: the pool never asks a stopped fake again
+        # (a later fake may get its port).
         url = fake.url + downloads[0].raw
         fake.stop()
         with pytest.raises(requests.ConnectionError):
