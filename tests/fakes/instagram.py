@@ -137,10 +137,9 @@ class FakeInstagram:
         self.graph_delay = 0.0
         # Connections stay open between requests (HTTP/1.1) when ``keep_alive``, as
         # Instagram's do; the first request on each new one waits ``connect_delay``
-        # more (the TCP and TLS handshakes' round trips). ``connections`` counts them.
+        # more (the TCP and TLS handshakes' round trips); ``SeenRequest.port`` names each.
         self.keep_alive = False
         self.connect_delay = 0.0
-        self.connections = 0
         self._open: set[socket.socket] = set()  # live connections, closed by stop()
         # Every ``n``th API call (``path`` prefix, None = any Graph call) is refused.
         self.rate_limit: Failure | None = None
@@ -465,7 +464,6 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         with self.fake._lock:
-            self.fake.connections += 1
             self.fake._open.add(self.connection)
         self.handshake = self.fake.connect_delay  # paid by this connection's first request
 
