@@ -213,7 +213,7 @@ def test_vectors_import_without_onnxruntime_or_opencv():
         "import indexing.engines.local.vectors\n"
         "from indexing.engines.local import cosine_from_similarity\n"
         "assert cosine_from_similarity(80) > 0.36\n"
-        "print(sorted(name for name in ('cv2', 'onnx', 'onnxruntime') if name in sys.modules))\n"
+        "print(sorted(name for name in ('cv2', 'onnx', 'onnxruntime', 'openvino') if name in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
@@ -277,12 +277,17 @@ def test_detection_matches_opencvs_own_yunet(path):
     assert np.allclose(order(ours), order(reference), atol=1e-3)
 
 
+@lru_cache(maxsize=None)
+def float32_models() -> runtime.FaceModels:
+    return runtime.FaceModels(precision="f32")
+
+
 def test_alignment_and_embedding_match_opencvs_own_sface():
-    """The same aligned pixels (bar rounding) and the same 128 numbers as cv2.FaceRecognizerSF."""
+    """The same aligned pixels (bar rounding) and, in float32, the same 128 numbers as cv2.FaceRecognizerSF."""
     cv2 = pytest.importorskip("cv2")
     name, _ = runtime.MODEL_FILES["recognizer"]
     reference = cv2.FaceRecognizerSF.create(str(runtime.model_dir() / name), "")
-    engine = runtime.face_models()
+    engine = float32_models()
     for path in ("people/barack_obama/1.jpg", "groups/two_people.jpg", "people/joe_biden/2.jpg"):
         pixels = np.asarray(decode_image(read(path), max_side=ALIGN_SIDE).image)
         for row in detection.find_faces(engine, pixels):
@@ -300,6 +305,35 @@ def test_alignment_and_embedding_match_opencvs_own_sface():
             expected = reference.feature(theirs).reshape(-1)
             expected /= np.linalg.norm(expected)
             assert float(engine.embed(theirs) @ expected) > 0.9999
+
+
+def test_the_processs_precision_gives_the_float32_embedding():
+    """Hosts that run SFace in bfloat16 and hosts that cannot index into one collection."""
+    models, exact = runtime.face_models(), float32_models()
+    assert exact.precision == "f32" and models.precision in ("bf16", "f32")
+    for path in ("people/barack_obama/1.jpg", "groups/multiface.jpg", "people/john_simm/2.jpg"):
+        pixels = np.asarray(decode_image(read(path), max_side=ALIGN_SIDE).image)
+        for row in detection.find_faces(models, pixels):
+            face = alignment.aligned_face(pixels, row)
+            assert float(models.embed(face) @ exact.embed(face)) > 0.999
+
+
+def test_openvino_is_loaded_without_its_usage_reporting():
+    """Photos never leave the machine, and neither does a note that the engine started."""
+    code = (
+        "import os, sys, django\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'faces_site.settings')\n"
+        "django.setup()\n"
+        "from indexing.engines.local import runtime\n"
+        "runtime.face_models()\n"
+        "import threading\n"
+        "print(sorted(n for n in sys.modules if 'telemetry' in n), threading.active_count())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] 1"
 
 
 @pytest.mark.parametrize("height, width", [(1350, 1080), (1081, 1079), (961, 961), (481, 961), (700, 300)])
