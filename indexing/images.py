@@ -207,3 +207,23 @@ def encode_jpeg(img: Image.Image, quality: int = 85) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, "JPEG", quality=quality, optimize=False)
     return buffer.getvalue()
+
+
+def shrink(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float]:
+    """Resize down to (width, height) fast and without aliasing; returns the x and y scales.
+
+    Exact halvings (INTER_AREA by 2: OpenCV's fast path, unlike a general
+    INTER_AREA) while a factor of 2 remains, then bilinear for the rest; each
+    halving may drop a pixel at the right and bottom edges.
+    """
+    import cv2  # here, so that the many modules importing this one do not all load OpenCV
+
+    h, w = pixels.shape[:2]
+    halved = 1
+    while w // 2 >= width and h // 2 >= height:
+        w, h = w - w % 2, h - h % 2
+        pixels = cv2.resize(pixels[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        w, h, halved = w // 2, h // 2, halved * 2
+    if pixels.shape[:2] != (height, width):
+        pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
+    return pixels, width / (w * halved), height / (h * halved)

@@ -348,6 +348,36 @@ def test_the_first_pass_copy_reuses_the_half_size_image_exactly(height, width):
     assert (sx, sy) == pytest.approx((ex, ey), rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    "box, expected_size",
+    [
+        (base.Box(x=0.4, y=0.3, w=0.2, h=0.25), (160, 160)),  # a 200 px face: shrunk to 160 square
+        (base.Box(x=0.9, y=0.0, w=0.1, h=0.125), (125, 125)),  # at a corner: the crop is clipped
+        (base.Box(x=0.5, y=0.5, w=0.05, h=0.0625), (75, 75)),  # small: never enlarged
+    ],
+)
+def test_face_thumbnails_are_small_squares_around_the_face(box, expected_size):
+    """The same JPEG from the pixels as from the picture; the face at its centre, a margin around."""
+    from indexing.thumbnails import face_thumbnail
+
+    pixels = np.full((800, 1000, 3), 128, np.uint8)
+    x0, y0 = round(box.x * 1000), round(box.y * 800)
+    pixels[y0 : y0 + round(box.h * 800), x0 : x0 + round(box.w * 1000)] = (220, 30, 30)
+    jpeg = face_thumbnail(pixels, box)
+    assert jpeg == face_thumbnail(Image.fromarray(pixels), box)
+    thumb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+    assert thumb.shape[:2] == expected_size
+    height, width = expected_size
+    red = (thumb[:, :, 0] > 170) & (thumb[:, :, 1] < 80)
+    ys, xs = np.nonzero(red)
+    if box.x + box.w < 1.0:  # a centred face: 1/1.5 of the side, with grey around it
+        assert abs(ys.mean() - height / 2) < 3 and abs(xs.mean() - width / 2) < 3
+        assert 0.55 < (xs.max() - xs.min() + 1) / width < 0.75
+        assert np.abs(thumb[2, 2] - 128).max() < 12
+    else:  # clipped at the top right: the face fills that corner
+        assert red[0, -1] and red.mean() > 0.4
+
+
 def test_similarity_transform_recovers_a_known_one():
     rng = np.random.default_rng(3)
     angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])

@@ -76,8 +76,9 @@ class IndexResult:
     width: int
     height: int
     unindexed: list[UnindexedFaceInfo] = field(default_factory=list)
-    # The upright decoded image the engine worked on, when it has one, so the
-    # pipeline can cut thumbnails without decoding the photo a second time.
+    # The upright decoded image the engine worked on (a picture or its RGB pixels),
+    # when it has one, so the pipeline can cut thumbnails without decoding the photo
+    # a second time.
     image: Any = None
     frames: int = 0  # videos: the frames sampled
     duration: float | None = None  # videos: seconds read

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from ...images import shrink
 from ..base import Box
 
 if TYPE_CHECKING:  # runtime imports this module for decode_yunet
@@ -311,24 +312,6 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     if width <= 0 or height <= 0:
         return 0.0
     return float(width * height / max(1e-6, min(a[2] * a[3], b[2] * b[3])))
-
-
-def shrink(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float]:
-    """Resize down to (width, height) fast and without aliasing; returns the x and y scales.
-
-    Exact halvings (INTER_AREA by 2: OpenCV's fast path, unlike a general
-    INTER_AREA) while a factor of 2 remains, then bilinear for the rest; each
-    halving may drop a pixel at the right and bottom edges.
-    """
-    h, w = pixels.shape[:2]
-    halved = 1
-    while w // 2 >= width and h // 2 >= height:
-        w, h = w - w % 2, h - h % 2
-        pixels = cv2.resize(pixels[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        w, h, halved = w // 2, h // 2, halved * 2
-    if pixels.shape[:2] != (height, width):
-        pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
-    return pixels, width / (w * halved), height / (h * halved)
 
 
 def square_crop(pixels: np.ndarray, row: np.ndarray, factor: float) -> tuple[np.ndarray, int, int]:

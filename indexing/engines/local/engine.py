@@ -166,7 +166,7 @@ class LocalEngine(FaceEngine):
             for face in analysis.faces
         ]
         # The decoded pixels go along: the pipeline cuts thumbnails from them, no second decode.
-        return IndexResult(faces=faces, width=analysis.width, height=analysis.height, image=analysis.image)
+        return IndexResult(faces=faces, width=analysis.width, height=analysis.height, image=analysis.pixels)
 
     def index_video(self, owner, video, external_id: str, *, poster: bytes | None = None) -> IndexResult:
         """Tracks of the video's sampled frames; the caller writes the rows, as for photos."""
