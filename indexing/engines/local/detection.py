@@ -15,7 +15,8 @@ Per image, ``analyze`` (in ``engine``) runs these steps on the decoded pixels:
    tilted 45 degrees is often scored below ``CANDIDATE_SCORE`` upright. These
    passes are small (faces from about 70 px of a 1080 px photo), their
    candidates need ``TURN_SCORE`` (0.7), and a quarter turn that shows a face
-   is run again at ``DETECT_SIDE``, for the small faces of a sideways photo.
+   the upright pass did not find is run again at ``DETECT_SIDE``, for the
+   small faces of a sideways photo.
 3. Each candidate is re-detected in a square crop of twice its box resized to
    ``VERIFY_SIDE`` (96), and kept if YuNet scores it >= 0.8 there too (real
    faces score higher there, the dog of ``noface/dogs.jpg`` lower). Faces from a turned
@@ -147,8 +148,9 @@ def find_faces(
         for turn, row in _turned_passes(models, small, (sx, sy), tuple(sorted(turns)), side, min_score):
             score = _check_turned(models, levels, row, roll(row))
             if score >= VERIFY_SCORE:
+                if turns is options.turns and turn % 90 == 0 and not _found_upright(found, row):
+                    sideways.add(turn)
                 found.append(_Candidate(row, roll(row), float(row[14]) + score, upright=False))
-                sideways |= {turn} if turns is options.turns and turn % 90 == 0 else set()
     kept: list[_Candidate] = []
     for candidate in sorted(found, key=lambda c: -c.score):
         if all(
@@ -159,6 +161,11 @@ def find_faces(
     rows = [c.row if c.angle == 0.0 else _refined(models, levels, c.row, c.angle) for c in kept]
     rows.sort(key=lambda r: (-float(r[2] * r[3]), float(r[0]), float(r[1])))
     return rows
+
+
+def _found_upright(found: list[_Candidate], row: np.ndarray) -> bool:
+    """Whether the face of ``row`` is one the upright pass found (YuNet sees some faces upside down too)."""
+    return any(c.upright and _overlap(c.row, row) > OVERLAP for c in found)
 
 
 def _detect_copy(pixels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float, float]:
