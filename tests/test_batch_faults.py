@@ -138,14 +138,23 @@ def test_index_jobs_download_over_the_connections_of_the_jobs_before(user, setti
         fake.stop()
 
 
-def test_the_shared_download_session_keeps_no_cookies():
-    """Every tenant's jobs in a worker share one session: a cookie one CDN answer sets is never sent again."""
+@pytest.mark.parametrize("session", ["download", "graph"])
+def test_instagram_sessions_keep_no_cookies_and_add_no_netrc_login(session, tmp_path, monkeypatch):
+    """Every tenant's jobs in a worker share one session: a cookie one CDN answer sets is never
+    sent again, and a ``.netrc`` login (a ``default`` entry matches every host) is never sent at all."""
     import http.server
     import threading
 
+    from indexing.instagram.client import InstagramClient
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login ops password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+
     class SetsCookies(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.server.sent.append(self.headers.get("Cookie"))
+            self.server.sent.append((self.headers.get("Cookie"), self.headers.get("Authorization")))
             self.send_response(200)
             self.send_header("Set-Cookie", "session=alice-secret; Path=/")
             self.send_header("Content-Length", "2")
@@ -160,10 +169,12 @@ def test_the_shared_download_session_keeps_no_cookies():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
-        answers = [download_session(2).get(url, timeout=10) for _ in range(2)]
+        http_session = download_session(2) if session == "download" else InstagramClient("token").session
+        assert requests.utils.get_netrc_auth(url) == ("ops", "hunter2")  # what a plain session would send
+        answers = [http_session.get(url, timeout=10) for _ in range(2)]
         assert [a.headers["Set-Cookie"] for a in answers] == ["session=alice-secret; Path=/"] * 2
-        assert server.sent == [None, None]
-        assert len(download_session(2).cookies) == 0
+        assert server.sent == [(None, None), (None, None)]
+        assert len(http_session.cookies) == 0
     finally:
         server.shutdown()
         server.server_close()

@@ -31,6 +31,7 @@ from faces_site.logging import redact
 from indexing.sources import MediaExpired, RateLimited, RemotePost, SourceError, TokenExpired
 
 from .media import COPYRIGHT_SKIP, MEDIA_FIELDS, image_url, to_post
+from .sessions import plain_session
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class InstagramClient:
         self.page_size = page_size
         self.timeout = timeout
         self.max_download_bytes = max_download_bytes or settings.FACES_MAX_UPLOAD_BYTES
-        self.session = session or requests.Session()
+        self.session = session or plain_session()
         self.session.headers.setdefault("User-Agent", "Faces/1.0 (+instagram)")
         # Set when a usage header reached 100%: the next call would be refused,
         # so it is not sent (monotonic deadline, seconds).

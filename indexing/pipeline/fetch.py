@@ -14,7 +14,6 @@ of the job. The HTTP connections outlive the job (``download_session``).
 
 from __future__ import annotations
 
-import http.cookiejar
 import logging
 import os
 import threading
@@ -32,6 +31,7 @@ from .. import storage
 from ..crawlers import instagram_client
 from ..images import ImageError, sha256, sniff_format
 from ..instagram.client import SlowDownload, Unavailable
+from ..instagram.sessions import plain_session
 from ..models import Photo, Post, Source
 from ..sources import MediaExpired, RateLimited, SourceError, TokenExpired
 
@@ -184,7 +184,7 @@ def download_session(size: int) -> requests.Session:
     download thread of every job; one per process lets each job reuse the last
     one's. It holds ``size`` connections a host. It carries no credentials
     (CDN URLs are signed; the Graph token goes in each request's query) and
-    keeps no cookies, so every tenant's jobs can share it. Keyed by process id:
+    keeps no cookies (``plain_session``), so every tenant's jobs can share it. Keyed by process id:
     a forked worker opens its own connections instead of sharing its parent's sockets.
     """
     pid = os.getpid()
@@ -192,8 +192,7 @@ def download_session(size: int) -> requests.Session:
         session = _sessions.get(pid)
         if session is None:
             _sessions.clear()  # a parent's, inherited by fork: dropped, not closed (its sockets are the parent's)
-            session = _sessions[pid] = requests.Session()
-            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            session = _sessions[pid] = plain_session()
             adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
