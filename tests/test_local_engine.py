@@ -204,22 +204,30 @@ def test_similarity_scale_is_monotonic_and_invertible():
     assert vectors.cosine_from_similarity(0) == -1.0 and vectors.cosine_from_similarity(100) == 1.0
 
 
-def test_vectors_import_without_onnxruntime_or_opencv():
-    """Grouping and the similarity scale must not pay for (or need) the models' libraries."""
-    code = (
+def in_a_fresh_process(code: str) -> str:
+    """What ``code`` prints in a new Python process with Django set up."""
+    setup = (
         "import os, sys, django\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'faces_site.settings')\n"
         "django.setup()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", setup + code],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_vectors_import_without_onnxruntime_or_opencv():
+    """Grouping and the similarity scale must not pay for (or need) the models' libraries."""
+    printed = in_a_fresh_process(
         "import indexing.engines.local.vectors\n"
         "from indexing.engines.local import cosine_from_similarity\n"
         "assert cosine_from_similarity(80) > 0.36\n"
         "print(sorted(name for name in ('cv2', 'onnx', 'onnxruntime', 'openvino') if name in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert printed == "[]"
 
 
 def test_top_matches_ranks_and_thresholds():
@@ -283,7 +291,7 @@ def float32_models() -> runtime.FaceModels:
 
 
 def test_alignment_and_embedding_match_opencvs_own_sface():
-    """The same aligned pixels (bar rounding) and, in float32, the same 128 numbers as cv2.FaceRecognizerSF."""
+    """The same aligned pixels (bar rounding) and, in float32, the 128 numbers of cv2.FaceRecognizerSF."""
     cv2 = pytest.importorskip("cv2")
     name, _ = runtime.MODEL_FILES["recognizer"]
     reference = cv2.FaceRecognizerSF.create(str(runtime.model_dir() / name), "")
@@ -320,20 +328,13 @@ def test_the_processs_precision_gives_the_float32_embedding():
 
 def test_openvino_is_loaded_without_its_usage_reporting():
     """Photos never leave the machine, and neither does a note that the engine started."""
-    code = (
-        "import os, sys, django\n"
-        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'faces_site.settings')\n"
-        "django.setup()\n"
+    printed = in_a_fresh_process(
         "from indexing.engines.local import runtime\n"
         "runtime.face_models()\n"
         "import threading\n"
         "print(sorted(n for n in sys.modules if 'telemetry' in n), threading.active_count())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[] 1"
+    assert printed == "[] 1"
 
 
 @pytest.mark.parametrize("height, width", [(1350, 1080), (1081, 1079), (961, 961), (481, 961), (700, 300)])
