@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from PIL import Image
 
 from ...images import decode_image
 from ...models import Face, FaceCollection
@@ -62,10 +61,6 @@ class Analysis:
     height: int
     faces: list[AnalyzedFace]  # largest first
     pixels: np.ndarray = field(default=None, repr=False)  # decoded RGB, at most ALIGN_SIDE
-
-    @property
-    def image(self) -> Image.Image:
-        return Image.fromarray(self.pixels)
 
     def embedding(self, index: int) -> np.ndarray:
         """The face's embedding, computed now if ``analyze`` did not (e.g. small faces)."""
